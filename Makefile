@@ -1,0 +1,46 @@
+# Granary developer entry points. Thin wrappers: the work lives in the npm tools and scripts/.
+# `make` alone lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# --no: never download a tool on the fly; everything comes from `npm ci` (works offline).
+NPX := npx --no --
+
+.PHONY: help setup generate generate-check lint typecheck build test run clean
+
+help: ## List the targets
+	@echo "Granary — make targets:"
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+setup: ## Install the pinned dependencies (npm ci)
+	npm ci
+
+generate: ## Regenerate src/gen from proto/ (buf generate)
+	$(NPX) buf generate
+
+generate-check: ## Regenerate and fail if src/gen differs from what is committed
+	bash scripts/generate-check.sh
+
+lint: ## buf lint + buf breaking vs main, type-check, eslint, layer/cycle check
+	$(NPX) buf lint
+	bash scripts/buf-breaking.sh
+	$(MAKE) --no-print-directory typecheck
+	$(NPX) eslint .
+	node scripts/check-imports.mjs
+
+typecheck: ## Type-check src, tests and scripts (tsc --noEmit)
+	$(NPX) tsc -p . --noEmit
+
+build: ## Compile src/ to dist/ (tests and bin/granary.js run the built code)
+	$(NPX) tsc -p tsconfig.build.json
+
+test: build typecheck ## Build, type-check, then run every test (vitest run)
+	$(NPX) vitest run
+
+run: build ## Build, then start a local dev mesh (granary dev)
+	node bin/granary.js dev
+
+clean: ## Remove build output and generated interop code
+	rm -rf dist interop/python/gen
