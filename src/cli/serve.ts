@@ -1,0 +1,77 @@
+/**
+ * `granary serve`: runs one node until SIGTERM/SIGINT, then drains and exits.
+ */
+import { resolveNodeConfig, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_PEER_LISTEN, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_STAGING_BUDGET_BYTES } from "../node/config.js";
+import { GranaryNode } from "../node/granary-node.js";
+import { createLogger, errFields } from "../telemetry/logger.js";
+import { helpText, parseCommand, type OptionSpec } from "./options.js";
+
+export const SERVE_OPTIONS: readonly OptionSpec[] = [
+  { name: "data-dir", kind: "string", help: "data directory (created when absent); required" },
+  { name: "listen", kind: "string", default: DEFAULT_LISTEN, help: "public listener HOST:PORT (ArtifactService, NodeService, health)" },
+  { name: "public-tls", kind: "boolean", help: "serve the public listener over TLS with --tls-cert/--tls-key (default h2c)" },
+  { name: "peer-listen", kind: "string", default: DEFAULT_PEER_LISTEN, help: "peer listener HOST:PORT (mTLS replication; needs --tls-*)" },
+  { name: "advertise-address", kind: "string", help: "https://HOST:PORT other nodes dial to reach this node's peer listener" },
+  { name: "peers", kind: "list", help: "peer addresses https://HOST:PORT, comma-separated or repeated" },
+  { name: "tls-ca", kind: "string", help: "mesh CA certificate (PEM), from `granary certs init`" },
+  { name: "tls-cert", kind: "string", help: "this node's certificate (PEM), from `granary certs issue`" },
+  { name: "tls-key", kind: "string", help: "this node's private key (PEM)" },
+  { name: "node-id", kind: "string", help: "node id (default: the certificate's node name, else the host name)" },
+  { name: "capacity", kind: "bytes", default: "0", help: "byte budget for stored artifacts, e.g. 50GiB; least recently used data is evicted locally when full; 0 = unbounded" },
+  { name: "idle-timeout-ms", kind: "int", default: String(DEFAULT_IDLE_TIMEOUT_MS), help: "per-message idle timeout on peer streams (both directions)" },
+  { name: "staging-budget-bytes", kind: "bytes", default: String(DEFAULT_STAGING_BUDGET_BYTES), help: "bytes reserved by in-flight replicated bodies; fetches wait when full" },
+  { name: "replication-bandwidth-bytes-per-second", kind: "bytes", default: "0", help: "shared limit for all peer transfers; 0 = off" },
+  { name: "shutdown-grace-ms", kind: "int", default: String(DEFAULT_SHUTDOWN_GRACE_MS), help: "on SIGTERM, time to drain in-flight streams before cutting them" },
+  { name: "log-level", kind: "string", default: "info", help: "trace, debug, info, warn, error" },
+  { name: "config", kind: "string", help: "JSON file with any of these settings by flag name, e.g. {\"data-dir\": \"/var/lib/granary\"}" },
+  { name: "help", kind: "boolean", short: "h", help: "show this help", noEnv: true },
+];
+
+export async function serveCommand(argv: readonly string[]): Promise<number> {
+  const { values } = parseCommand(argv, SERVE_OPTIONS);
+  if (values["help"]) {
+    process.stdout.write(
+      helpText(
+        "granary serve --data-dir DIR [options]",
+        "Runs a Granary node. Every option can also be given as an environment variable GRANARY_<OPTION>\n(e.g. GRANARY_DATA_DIR) or in a JSON --config file; flags win over the environment, which wins over the file.",
+        SERVE_OPTIONS,
+      ),
+    );
+    return 0;
+  }
+  const config = resolveNodeConfig({
+    dataDir: values["data-dir"] as string | undefined,
+    listen: values["listen"] as string,
+    publicTls: Boolean(values["public-tls"]),
+    peerListen: values["peer-listen"] as string,
+    advertiseAddress: values["advertise-address"] as string | undefined,
+    peers: (values["peers"] as string[] | undefined) ?? [],
+    tlsCa: values["tls-ca"] as string | undefined,
+    tlsCert: values["tls-cert"] as string | undefined,
+    tlsKey: values["tls-key"] as string | undefined,
+    nodeId: values["node-id"] as string | undefined,
+    capacityBytes: values["capacity"] as number,
+    idleTimeoutMs: values["idle-timeout-ms"] as number,
+    stagingBudgetBytes: values["staging-budget-bytes"] as number,
+    replicationBandwidthBytesPerSecond: values["replication-bandwidth-bytes-per-second"] as number,
+    shutdownGraceMs: values["shutdown-grace-ms"] as number,
+  });
+  const log = createLogger({ level: values["log-level"] as string });
+  const node = await GranaryNode.start(config, log);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info({ event: "signal", signal }, `received ${signal}`);
+      process.off("SIGTERM", onTerm);
+      process.off("SIGINT", onInt);
+      node.close().then(resolve, (e: unknown) => {
+        log.error({ event: "shutdown.failed", ...errFields(e) }, "shutdown failed");
+        resolve();
+      });
+    };
+    const onTerm = (): void => stop("SIGTERM");
+    const onInt = (): void => stop("SIGINT");
+    process.on("SIGTERM", onTerm);
+    process.on("SIGINT", onInt);
+  });
+  return 0;
+}

@@ -1,0 +1,270 @@
+/**
+ * Fetches missing bodies from one peer and applies them: large bodies one stream each, small
+ * ones batched back to back, at most `streams` (16) streams at once on the peer's single
+ * connection. Every body is reserved against the staging budget before it is requested,
+ * passes the shared bandwidth limiter, is claimed node-wide (single-flight) so two peers
+ * never both send it, and is verified by the store (digest, size) before it is indexed.
+ *
+ * Failure classes (the bootstrap's clean-pass rule depends on them):
+ *  - a body failure (stream cut, idle timeout, digest/size mismatch, protocol error) is
+ *    counted and the caller's pass continues;
+ *  - a store failure (no space, I/O, closed) throws StoreApplyError: the caller aborts.
+ */
+import type { LimitFunction } from "p-limit";
+import type { ReadBodiesResponse } from "../gen/granary/replication/v1/replication_pb.js";
+import { DigestMismatchError, SizeMismatchError, StoreError } from "../store/errors.js";
+import type { ApplyOutcome, Manifest, Store } from "../store/types.js";
+import type { PeerClient } from "../transport/peer-client.js";
+import { kindToWireNumber } from "./wire.js";
+import type { BandwidthLimiter } from "./bandwidth-limiter.js";
+import type { SingleFlight } from "./single-flight.js";
+import type { StagingBudget } from "./staging-budget.js";
+
+/** Bodies at least this large get a stream of their own. */
+export const LARGE_BODY_BYTES = 1 << 20;
+/** Bounds of one batch of small bodies. */
+export const BATCH_MAX_ITEMS = 256;
+export const BATCH_MAX_BYTES = 4 << 20;
+
+/** The stream delivering a body failed (network, idle timeout, protocol). */
+export class BodyStreamError extends Error {
+  readonly code = "BODY_STREAM";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "BodyStreamError";
+  }
+}
+
+/** The local store failed while applying: the pass must abort. */
+export class StoreApplyError extends Error {
+  readonly code = "STORE_APPLY";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "StoreApplyError";
+  }
+}
+
+export interface FetchProgress {
+  onBytes(bytes: number): void;
+  onApplied(m: Manifest, outcome: ApplyOutcome): void;
+  onFailed(m: Manifest, err: unknown): void;
+  onMissing(m: Manifest, reason: string): void;
+}
+
+export interface FetchContext {
+  readonly store: Store;
+  readonly client: PeerClient;
+  /** Streams to this peer (p-limit 16). */
+  readonly streams: LimitFunction;
+  readonly staging: StagingBudget;
+  readonly bandwidth: BandwidthLimiter;
+  readonly flights: SingleFlight<ApplyOutcome | "missing">;
+  readonly signal: AbortSignal;
+  readonly progress: FetchProgress;
+}
+
+export interface FetchResult {
+  applied: number;
+  skipped: number;
+  missing: number;
+  failed: number;
+}
+
+export function flightKey(m: Manifest): string {
+  return `${m.namespace}\u0000${m.kind}\u0000${m.key}\u0000${m.digest}\u0000${m.version}`;
+}
+
+function isBodyFailure(e: unknown): boolean {
+  if (e instanceof BodyStreamError || e instanceof DigestMismatchError || e instanceof SizeMismatchError) return true;
+  if (e instanceof StoreError) return e.code === "ABORTED" || e.code === "INVALID_ARGUMENT";
+  return !(e instanceof StoreApplyError);
+}
+
+interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(v: T): void;
+  reject(e: unknown): void;
+  settled: boolean;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  const d: Deferred<T> = {
+    promise,
+    resolve: (v) => {
+      d.settled = true;
+      resolve(v);
+    },
+    reject: (e) => {
+      d.settled = true;
+      reject(e);
+    },
+    settled: false,
+  };
+  // Rejections are observed through the task's result; never unhandled.
+  promise.catch(() => undefined);
+  return d;
+}
+
+interface Item {
+  readonly manifest: Manifest;
+  readonly done: Deferred<ApplyOutcome | "missing">;
+}
+
+/** Groups items into stream tasks: each large body alone, small ones batched. */
+export function planTasks<T extends { manifest: Manifest }>(items: readonly T[]): T[][] {
+  const tasks: T[][] = [];
+  let batch: T[] = [];
+  let batchBytes = 0;
+  for (const it of items) {
+    if (it.manifest.size >= LARGE_BODY_BYTES) {
+      tasks.push([it]);
+      continue;
+    }
+    if (batch.length >= BATCH_MAX_ITEMS || batchBytes + it.manifest.size > BATCH_MAX_BYTES) {
+      tasks.push(batch);
+      batch = [];
+      batchBytes = 0;
+    }
+    batch.push(it);
+    batchBytes += it.manifest.size;
+  }
+  if (batch.length > 0) tasks.push(batch);
+  return tasks;
+}
+
+/** Runs one ReadBodies stream for `items` and applies each body as it arrives. */
+async function runTask(ctx: FetchContext, items: readonly Item[]): Promise<void> {
+  const bytes = items.reduce((n, it) => n + it.manifest.size, 0);
+  const release = await ctx.staging.reserve(bytes, ctx.signal);
+  try {
+    const stream = ctx.client.readBodies(
+      {
+        bodies: items.map((it) => ({
+          ref: { namespace: it.manifest.namespace, kind: kindToWireNumber(it.manifest.kind), key: it.manifest.key },
+          digest: it.manifest.digest,
+          offset: 0n,
+        })),
+      },
+      ctx.signal,
+    );
+    const frames = stream[Symbol.asyncIterator]();
+    const next = async (): Promise<IteratorResult<ReadBodiesResponse>> => {
+      try {
+        return await frames.next();
+      } catch (e) {
+        throw new BodyStreamError(`body stream from ${ctx.client.address} failed`, { cause: e });
+      }
+    };
+    for (;;) {
+      const r = await next();
+      if (r.done) break;
+      const f = r.value.frame;
+      if (f.case === "missing") {
+        const it = items[f.value.index];
+        if (!it || it.done.settled) throw new BodyStreamError(`peer sent a bad missing index ${f.value.index}`);
+        ctx.progress.onMissing(it.manifest, f.value.reason);
+        it.done.resolve("missing");
+        continue;
+      }
+      if (f.case !== "header") throw new BodyStreamError(`peer sent ${f.case ?? "an empty frame"} where a body header was expected`);
+      const it = items[f.value.index];
+      if (!it || it.done.settled) throw new BodyStreamError(`peer sent a bad body index ${f.value.index}`);
+      const hm = f.value.manifest;
+      if (f.value.offset !== 0n || f.value.length !== BigInt(it.manifest.size) || !hm || hm.digest !== it.manifest.digest) {
+        throw new BodyStreamError(`peer's body header for ${it.manifest.key} does not match the manifest asked for`);
+      }
+      let remaining = it.manifest.size;
+      async function* body(): AsyncGenerator<Uint8Array> {
+        while (remaining > 0) {
+          const c = await next();
+          if (c.done) throw new BodyStreamError(`stream ended ${remaining} bytes before the end of ${it!.manifest.key}`);
+          const cf = c.value.frame;
+          if (cf.case !== "chunk") throw new BodyStreamError(`peer sent ${cf.case ?? "an empty frame"} inside a body`);
+          if (cf.value.length > remaining) throw new BodyStreamError(`peer sent more bytes than declared for ${it!.manifest.key}`);
+          remaining -= cf.value.length;
+          await ctx.bandwidth.take(cf.value.length, ctx.signal);
+          ctx.progress.onBytes(cf.value.length);
+          yield cf.value;
+        }
+      }
+      let outcome: ApplyOutcome;
+      try {
+        outcome = await ctx.store.apply(it.manifest, body(), ctx.signal);
+      } catch (e) {
+        if (e instanceof BodyStreamError) throw e;
+        if (!isBodyFailure(e)) throw new StoreApplyError(`applying ${it.manifest.key} failed`, { cause: e });
+        it.done.reject(e);
+        // Keep the stream in step: skip what is left of this body.
+        while (remaining > 0) {
+          const c = await next();
+          if (c.done || c.value.frame.case !== "chunk") throw new BodyStreamError("stream out of step after a failed body");
+          remaining -= c.value.frame.value.length;
+        }
+        continue;
+      }
+      it.done.resolve(outcome);
+    }
+    const unanswered = items.filter((it) => !it.done.settled);
+    if (unanswered.length > 0) throw new BodyStreamError(`peer ended the stream without ${unanswered.length} of the bodies asked for`);
+  } catch (e) {
+    for (const it of items) if (!it.done.settled) it.done.reject(e);
+    if (e instanceof StoreApplyError) throw e;
+  } finally {
+    release();
+  }
+}
+
+/**
+ * Fetches and applies what of `manifests` the store lacks. Resolves when every body has been
+ * applied, skipped, found missing on the peer, or failed; throws StoreApplyError on a store
+ * failure (the caller aborts its pass).
+ */
+export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifest[]): Promise<FetchResult> {
+  const result: FetchResult = { applied: 0, skipped: 0, missing: 0, failed: 0 };
+  const waits: Promise<void>[] = [];
+  const mine: Item[] = [];
+  let storeFailure: unknown;
+  const settle = (m: Manifest, p: Promise<ApplyOutcome | "missing">): Promise<void> =>
+    p.then(
+      (outcome) => {
+        if (outcome === "missing") result.missing++;
+        else if (outcome === "applied") {
+          result.applied++;
+          ctx.progress.onApplied(m, outcome);
+        } else result.skipped++;
+      },
+      (e: unknown) => {
+        if (e instanceof StoreApplyError) {
+          storeFailure ??= e;
+          return;
+        }
+        result.failed++;
+        ctx.progress.onFailed(m, e);
+      },
+    );
+  for (const m of manifests) {
+    if (ctx.store.has(m)) {
+      result.skipped++;
+      continue;
+    }
+    const done = deferred<ApplyOutcome | "missing">();
+    const claim = ctx.flights.claim(flightKey(m), () => done.promise);
+    if (claim.leader) mine.push({ manifest: m, done });
+    waits.push(settle(m, claim.promise));
+  }
+  const tasks = planTasks(mine).map((items) =>
+    ctx.streams(() => runTask(ctx, items)).catch((e: unknown) => {
+      storeFailure ??= e;
+      for (const it of items) if (!it.done.settled) it.done.reject(e);
+    }),
+  );
+  await Promise.all([...tasks, ...waits]);
+  if (storeFailure) throw storeFailure instanceof StoreApplyError ? storeFailure : new StoreApplyError("apply failed", { cause: storeFailure });
+  return result;
+}

@@ -1,0 +1,492 @@
+/**
+ * One link per peer: Hello, then either follow the peer's change feed from the persisted
+ * cursor, or (fresh node, refused cursor, new peer incarnation) a bootstrap pass over the
+ * peer's index newest-first, then follow from the pass's snapshot head. Failures back off
+ * with jitter and resume; nothing here has a wall-clock cap — only idle timeouts (in the
+ * transport) and a no-progress watchdog on a pass.
+ *
+ * State is a tagged union changed only through setPhase(), so status and logs see every
+ * transition.
+ */
+import pLimit, { type LimitFunction } from "p-limit";
+import type { HelloResponse } from "../gen/granary/replication/v1/replication_pb.js";
+import type { ApplyOutcome, Manifest, Store } from "../store/types.js";
+import { errFields, type Logger } from "../telemetry/logger.js";
+import { PeerRpcError, type PeerClient } from "../transport/peer-client.js";
+import { causeChain } from "../util/cause-chain.js";
+import type { BandwidthLimiter } from "./bandwidth-limiter.js";
+import { fetchBodies, type FetchContext, type FetchProgress, StoreApplyError } from "./fetcher.js";
+import { backoffDelayMs, type RetryPolicy } from "./retry-policy.js";
+import type { SingleFlight } from "./single-flight.js";
+import type { StagingBudget } from "./staging-budget.js";
+import { manifestFromPeer } from "./wire.js";
+
+export type PeerPhase = "connecting" | "bootstrapping" | "following" | "backoff" | "unreachable" | "stopped";
+
+export interface PeerLinkOptions {
+  /** Concurrent body streams on the peer's connection. */
+  readonly streams: number;
+  readonly listPageItems: number;
+  readonly followPageItems: number;
+  /** Pages of a bootstrap walk whose fetches may be outstanding at once. */
+  readonly pagesInFlight: number;
+  /** A pass that moves nothing for this long is abandoned (and retried). */
+  readonly passNoProgressMs: number;
+  readonly retry: RetryPolicy;
+}
+
+export const DEFAULT_PEER_LINK_OPTIONS: PeerLinkOptions = {
+  streams: 16,
+  listPageItems: 4096,
+  followPageItems: 1024,
+  pagesInFlight: 8,
+  passNoProgressMs: 120_000,
+  retry: { initialMs: 1000, maxMs: 60_000, multiplier: 2, jitter: 0.5 },
+};
+
+export interface PeerLinkDeps {
+  readonly store: Store;
+  readonly client: PeerClient;
+  readonly self: { readonly nodeId: string; readonly incarnation: string; readonly advertiseAddress: string };
+  readonly staging: StagingBudget;
+  readonly bandwidth: BandwidthLimiter;
+  readonly flights: SingleFlight<ApplyOutcome | "missing">;
+  readonly log: Logger;
+  readonly options: PeerLinkOptions;
+  /** Membership hears every Hello answer (known peers, identity). */
+  readonly onHello: (link: PeerLink, hello: HelloResponse) => "continue" | "drop";
+  /** Called once, when this link first caught up with its peer or first found it unreachable. */
+  readonly onInitialSync: (link: PeerLink, how: "caught-up" | "unreachable") => void;
+}
+
+interface Cursor {
+  readonly incarnation: string;
+  readonly seq: number;
+}
+
+interface BootstrapState {
+  readonly incarnation: string;
+  readonly snapshotHead: number;
+  /** base64 of the ListManifests cursor up to which every page was applied cleanly. */
+  readonly walkCursor: string;
+}
+
+export interface PeerLinkStats {
+  phase: PeerPhase;
+  nodeId: string;
+  incarnation: string;
+  cursorSeq: number;
+  headSeq: number;
+  lagSince: number | undefined;
+  bytesFetched: number;
+  artifactsFetched: number;
+  failedCount: number;
+  lastError: string;
+  lastContactMs: number;
+  bootstrap: { totalArtifacts: number; totalBytes: number; doneArtifacts: number; doneBytes: number; startedMs: number } | undefined;
+  passes: number;
+  rate: RateMeter;
+}
+
+/** Bytes per second over a sliding window of a few seconds. */
+export class RateMeter {
+  private readonly samples: Array<{ t: number; bytes: number }> = [];
+  add(bytes: number, now = Date.now()): void {
+    const last = this.samples[this.samples.length - 1];
+    if (last && now - last.t < 250) last.bytes += bytes;
+    else this.samples.push({ t: now, bytes });
+    while (this.samples.length > 0 && now - this.samples[0]!.t > 5000) this.samples.shift();
+  }
+  rate(now = Date.now()): number {
+    while (this.samples.length > 0 && now - this.samples[0]!.t > 5000) this.samples.shift();
+    if (this.samples.length === 0) return 0;
+    const span = Math.max(1000, now - this.samples[0]!.t);
+    return (this.samples.reduce((n, s) => n + s.bytes, 0) * 1000) / span;
+  }
+}
+
+const cursorKey = (nodeId: string): string => `replication.cursor.${nodeId}`;
+const bootstrapKey = (nodeId: string): string => `replication.bootstrap.${nodeId}`;
+
+class NoProgressError extends Error {
+  readonly code = "NO_PROGRESS";
+  constructor(ms: number) {
+    super(`bootstrap pass made no progress for ${ms} ms; abandoning it`);
+    this.name = "NoProgressError";
+  }
+}
+
+export class PeerLink {
+  readonly stats: PeerLinkStats = {
+    phase: "connecting",
+    nodeId: "",
+    incarnation: "",
+    cursorSeq: 0,
+    headSeq: 0,
+    lagSince: undefined,
+    bytesFetched: 0,
+    artifactsFetched: 0,
+    failedCount: 0,
+    lastError: "",
+    lastContactMs: 0,
+    bootstrap: undefined,
+    passes: 0,
+    rate: new RateMeter(),
+  };
+  private readonly streams: LimitFunction;
+  private initialSyncReported = false;
+  private readonly stopper = new AbortController();
+  private running: Promise<void> | undefined;
+  private progressTicks = 0;
+
+  constructor(private readonly deps: PeerLinkDeps) {
+    this.streams = pLimit(deps.options.streams);
+  }
+
+  get address(): string {
+    return this.deps.client.address;
+  }
+
+  /** Streams active and queued on this peer's connection. */
+  streamCounts(): { active: number; pending: number } {
+    return { active: this.streams.activeCount, pending: this.streams.pendingCount };
+  }
+
+  start(): void {
+    this.running ??= this.loop().catch((e: unknown) => {
+      this.deps.log.error({ event: "replication.link_crashed", peer: this.address, ...errFields(e) }, "peer link stopped on an unexpected error");
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopper.abort(new Error("link stopped"));
+    this.deps.client.close();
+    await this.running;
+    this.setPhase("stopped");
+  }
+
+  private setPhase(phase: PeerPhase, detail?: Record<string, unknown>): void {
+    if (this.stats.phase === phase) return;
+    const from = this.stats.phase;
+    this.stats.phase = phase;
+    this.deps.log.info({ event: "replication.phase", peer: this.address, peerNodeId: this.stats.nodeId, from, to: phase, ...detail }, `peer ${this.address}: ${from} -> ${phase}`);
+  }
+
+  private reportInitialSync(how: "caught-up" | "unreachable"): void {
+    if (this.initialSyncReported) return;
+    this.initialSyncReported = true;
+    this.deps.onInitialSync(this, how);
+  }
+
+  private fail(e: unknown): void {
+    this.stats.lastError = causeChain(e);
+  }
+
+  private async loop(): Promise<void> {
+    const signal = this.stopper.signal;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        this.setPhase("connecting");
+        const hello = await this.deps.client.hello(
+          { nodeId: this.deps.self.nodeId, incarnation: this.deps.self.incarnation, advertiseAddress: this.deps.self.advertiseAddress, capabilities: ["follow.v1"] },
+          signal,
+        );
+        this.stats.lastContactMs = Date.now();
+        this.stats.nodeId = hello.nodeId;
+        this.stats.incarnation = hello.incarnation;
+        this.stats.headSeq = Number(hello.feedHead);
+        if (this.deps.onHello(this, hello) === "drop") {
+          this.setPhase("stopped", { reason: "dropped by membership" });
+          return;
+        }
+        failures = 0;
+        await this.syncWith(hello, signal);
+      } catch (e) {
+        if (signal.aborted) return;
+        if (e instanceof StoreApplyError) {
+          this.deps.log.error({ event: "replication.pass_aborted", peer: this.address, ...errFields(e) }, "store error: pass aborted");
+        }
+        failures++;
+        this.fail(e);
+        const unreachable = e instanceof PeerRpcError && (e.code === "UNAVAILABLE" || e.code === "DEADLINE_EXCEEDED") && this.stats.lastContactMs === 0;
+        if (unreachable) this.reportInitialSync("unreachable");
+        const delay = backoffDelayMs(this.deps.options.retry, failures);
+        this.setPhase(unreachable ? "unreachable" : "backoff", { error: this.stats.lastError, retryInMs: delay });
+        this.deps.log.warn({ event: "replication.retry", peer: this.address, attempt: failures, retryInMs: delay, ...errFields(e) }, `peer ${this.address}: ${this.stats.lastError}; retrying in ${delay} ms`);
+        try {
+          await sleep(delay, signal);
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  /** After a Hello: follow from the cursor, or bootstrap first. Returns only by throwing or on stop. */
+  private async syncWith(hello: HelloResponse, signal: AbortSignal): Promise<void> {
+    const store = this.deps.store;
+    const cursor = store.getMeta<Cursor>(cursorKey(hello.nodeId));
+    let from: number;
+    if (cursor && cursor.incarnation === hello.incarnation && BigInt(cursor.seq) >= hello.feedFloor) {
+      from = cursor.seq;
+    } else {
+      if (cursor) {
+        this.deps.log.info(
+          { event: "replication.cursor_refused", peer: this.address, cursor, peerIncarnation: hello.incarnation, peerFloor: String(hello.feedFloor) },
+          cursor.incarnation !== hello.incarnation ? "peer has a new incarnation: re-sync" : "cursor is below the peer's feed floor: re-sync",
+        );
+      }
+      from = await this.bootstrap(hello, signal);
+    }
+    this.stats.cursorSeq = from;
+    for (;;) {
+      try {
+        await this.follow(hello, from, signal);
+        return;
+      } catch (e) {
+        if (e instanceof PeerRpcError && e.code === "FAILED_PRECONDITION" && e.refusal) {
+          this.deps.log.info({ event: "replication.cursor_refused", peer: this.address, reason: e.refusal }, `peer refused our cursor (${e.refusal}): re-sync`);
+          await store.putMeta(cursorKey(hello.nodeId), undefined);
+          from = await this.bootstrap(hello, signal);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  private fetchContext(signal: AbortSignal, onProgress: () => void): FetchContext {
+    const stats = this.stats;
+    const log = this.deps.log;
+    const address = this.address;
+    const progress: FetchProgress = {
+      onBytes: (n) => {
+        stats.bytesFetched += n;
+        stats.rate.add(n);
+        if (stats.bootstrap) stats.bootstrap.doneBytes += n;
+        onProgress();
+      },
+      onApplied: () => {
+        stats.artifactsFetched++;
+        if (stats.bootstrap) stats.bootstrap.doneArtifacts++;
+        onProgress();
+      },
+      onFailed: (m, err) => {
+        stats.failedCount++;
+        stats.lastError = causeChain(err);
+        log.warn({ event: "replication.body_failed", peer: address, key: m.key, namespace: m.namespace, size: m.size, ...errFields(err) }, `body ${m.key} from ${address} failed`);
+      },
+      onMissing: (m, reason) => {
+        if (stats.bootstrap) stats.bootstrap.doneArtifacts++;
+        log.debug({ event: "replication.body_missing", peer: address, key: m.key, reason }, "peer no longer has a body (stale manifest): skipped");
+      },
+    };
+    return {
+      store: this.deps.store,
+      client: this.deps.client,
+      streams: this.streams,
+      staging: this.deps.staging,
+      bandwidth: this.deps.bandwidth,
+      flights: this.deps.flights,
+      signal,
+      progress,
+    };
+  }
+
+  /** Bootstrap passes until one is clean; returns the seq to follow from. */
+  private async bootstrap(hello: HelloResponse, signal: AbortSignal): Promise<number> {
+    const key = bootstrapKey(hello.nodeId);
+    let failures = 0;
+    for (;;) {
+      this.setPhase("bootstrapping");
+      const saved = this.deps.store.getMeta<BootstrapState>(key);
+      const state: BootstrapState = saved && saved.incarnation === hello.incarnation ? saved : { incarnation: hello.incarnation, snapshotHead: -1, walkCursor: "" };
+      this.stats.passes++;
+      const startedMs = Date.now();
+      this.stats.bootstrap = {
+        totalArtifacts: Number(hello.artifactCount),
+        totalBytes: Number(hello.liveBytes),
+        doneArtifacts: 0,
+        doneBytes: 0,
+        startedMs,
+      };
+      this.deps.log.info({ event: "replication.pass_started", peer: this.address, pass: this.stats.passes, resumeFrom: state.walkCursor !== "" }, "bootstrap pass started");
+      const outcome = await this.bootstrapPass(state, key, signal);
+      if (outcome.failed === 0 && !outcome.abandoned) {
+        const seq = outcome.snapshotHead;
+        await this.deps.store.putMeta(cursorKey(hello.nodeId), { incarnation: hello.incarnation, seq } satisfies Cursor);
+        await this.deps.store.putMeta(key, undefined);
+        this.deps.log.info(
+          { event: "replication.pass_done", peer: this.address, pass: this.stats.passes, applied: outcome.applied, skipped: outcome.skipped, missing: outcome.missing, ms: Date.now() - startedMs },
+          "bootstrap pass clean",
+        );
+        this.stats.bootstrap = undefined;
+        return seq;
+      }
+      failures++;
+      const delay = backoffDelayMs(this.deps.options.retry, failures);
+      this.deps.log.warn(
+        { event: "replication.pass_retry", peer: this.address, pass: this.stats.passes, failed: outcome.failed, applied: outcome.applied, abandoned: outcome.abandoned, retryInMs: delay },
+        `${outcome.failed} artifact(s) failed this pass, ${outcome.applied} applied; retrying in ${delay} ms`,
+      );
+      this.setPhase("backoff");
+      await sleep(delay, signal);
+    }
+  }
+
+  private async bootstrapPass(
+    state: BootstrapState,
+    key: string,
+    signal: AbortSignal,
+  ): Promise<{ snapshotHead: number; applied: number; skipped: number; missing: number; failed: number; abandoned: boolean }> {
+    const passAc = new AbortController();
+    const onStop = (): void => passAc.abort(signal.reason);
+    signal.addEventListener("abort", onStop, { once: true });
+    const total = { applied: 0, skipped: 0, missing: 0, failed: 0 };
+    let snapshotHead = state.snapshotHead;
+    let abandoned = false;
+    const noProgressMs = this.deps.options.passNoProgressMs;
+    let lastTick = -1;
+    let idleSince = Date.now();
+    const watchdog = setInterval(() => {
+      if (this.progressTicks !== lastTick) {
+        lastTick = this.progressTicks;
+        idleSince = Date.now();
+      } else if (Date.now() - idleSince >= noProgressMs) {
+        abandoned = true;
+        this.deps.log.warn({ event: "replication.pass_abandoned", peer: this.address, noProgressMs }, "bootstrap pass made no progress: abandoned");
+        passAc.abort(new NoProgressError(noProgressMs));
+      }
+    }, Math.max(50, Math.floor(noProgressMs / 4)));
+    watchdog.unref();
+    const ctx = this.fetchContext(passAc.signal, () => this.progressTicks++);
+    // Pages complete out of order; the persisted walk cursor only moves past a page once it and
+    // every page before it were applied without failures.
+    const pending: Array<{ done: Promise<number>; nextCursor: string }> = [];
+    let cleanPrefix = true;
+    const settleOldest = async (): Promise<void> => {
+      const p = pending.shift()!;
+      const failed = await p.done;
+      if (failed > 0) cleanPrefix = false;
+      if (cleanPrefix) {
+        await this.deps.store.putMeta(key, { ...state, snapshotHead, walkCursor: p.nextCursor } satisfies BootstrapState);
+      }
+    };
+    let storeFailure: unknown;
+    try {
+      const pages = this.deps.client.listManifests(
+        { cursor: state.walkCursor === "" ? new Uint8Array() : Buffer.from(state.walkCursor, "base64"), pageItems: this.deps.options.listPageItems, pageBytes: 4n << 20n },
+        passAc.signal,
+      );
+      for await (const page of pages) {
+        this.progressTicks++;
+        this.stats.lastContactMs = Date.now();
+        if (snapshotHead < 0) {
+          snapshotHead = Number(page.snapshotHead);
+          await this.deps.store.putMeta(key, { ...state, snapshotHead } satisfies BootstrapState);
+        }
+        const manifests: Manifest[] = [];
+        for (const wm of page.manifests) {
+          const m = manifestFromPeer(wm);
+          if (m instanceof Error) {
+            total.failed++;
+            this.stats.failedCount++;
+            this.fail(m);
+          } else manifests.push(m);
+        }
+        const done = fetchBodies(ctx, manifests).then((r) => {
+          total.applied += r.applied;
+          total.skipped += r.skipped;
+          total.missing += r.missing;
+          total.failed += r.failed;
+          if (this.stats.bootstrap) this.stats.bootstrap.doneArtifacts += r.skipped;
+          return r.failed;
+        });
+        done.catch((e: unknown) => {
+          storeFailure ??= e;
+          passAc.abort(e);
+        });
+        pending.push({ done: done.catch(() => 1), nextCursor: Buffer.from(page.nextCursor).toString("base64") });
+        while (pending.length >= this.deps.options.pagesInFlight) await settleOldest();
+        if (page.done) break;
+      }
+      while (pending.length > 0) await settleOldest();
+    } catch (e) {
+      if (storeFailure) throw storeFailure;
+      if (signal.aborted) throw e;
+      if (!abandoned) {
+        // The walk itself failed (stream cut, idle timeout): count it as a non-clean pass.
+        total.failed++;
+        this.fail(e);
+        this.deps.log.warn({ event: "replication.walk_failed", peer: this.address, ...errFields(e) }, "manifest walk failed; the pass will be retried");
+      }
+      await Promise.allSettled(pending.map((p) => p.done));
+    } finally {
+      clearInterval(watchdog);
+      signal.removeEventListener("abort", onStop);
+    }
+    if (storeFailure) throw storeFailure;
+    return { snapshotHead: Math.max(0, snapshotHead), ...total, abandoned };
+  }
+
+  /** Tails the peer's feed from `from` until the stream fails or the link stops. */
+  private async follow(hello: HelloResponse, from: number, signal: AbortSignal): Promise<void> {
+    this.setPhase("following", { from });
+    const store = this.deps.store;
+    const headAtHello = Number(hello.feedHead);
+    let cursor = from;
+    const caughtUp = (): void => {
+      if (cursor >= this.stats.headSeq) this.stats.lagSince = undefined;
+      else this.stats.lagSince ??= Date.now();
+      if (cursor >= headAtHello) this.reportInitialSync("caught-up");
+    };
+    caughtUp();
+    const ctx = this.fetchContext(signal, () => undefined);
+    for await (const frame of this.deps.client.follow({ incarnation: hello.incarnation, afterSeq: BigInt(cursor), maxPageItems: this.deps.options.followPageItems }, signal)) {
+      this.stats.lastContactMs = Date.now();
+      const f = frame.frame;
+      if (f.case === "heartbeat") {
+        this.stats.headSeq = Math.max(this.stats.headSeq, Number(f.value.headSeq));
+        caughtUp();
+        continue;
+      }
+      if (f.case !== "page") continue;
+      this.stats.headSeq = Math.max(this.stats.headSeq, Number(f.value.headSeq));
+      const manifests: Manifest[] = [];
+      for (const e of f.value.entries) {
+        const m = manifestFromPeer(e.manifest);
+        if (m instanceof Error) throw new PeerRpcError("INTERNAL", `peer sent a bad feed entry at seq ${e.seq}: ${m.message}`);
+        manifests.push(m);
+      }
+      const r = await fetchBodies(ctx, manifests);
+      if (r.failed > 0) throw new Error(`${r.failed} of ${manifests.length} bodies of a feed page failed; resuming from seq ${cursor}`);
+      const last = f.value.entries[f.value.entries.length - 1];
+      if (last) {
+        cursor = Number(last.seq);
+        this.stats.cursorSeq = cursor;
+        await store.putMeta(cursorKey(hello.nodeId), { incarnation: hello.incarnation, seq: cursor } satisfies Cursor);
+      }
+      caughtUp();
+    }
+    throw new PeerRpcError("UNAVAILABLE", "peer ended the follow stream");
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,53 @@
+/**
+ * Client side of the public listener for tools (the CLI, tests): one HTTP/2 connection,
+ * h2c or TLS, compression off (artifact bodies are usually incompressible, and gzip costs
+ * ~10x the CPU of the transfer itself).
+ */
+import { readFileSync } from "node:fs";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type { DescService } from "@bufbuild/protobuf";
+
+export interface PublicClientOptions {
+  /** http://HOST:PORT (h2c) or https://HOST:PORT. A bare HOST:PORT means http://. */
+  readonly server: string;
+  /** PEM file of the CA that signed the server's certificate (https only). */
+  readonly caFile?: string | undefined;
+  /** TLS server name to verify when dialing an IP address. Default "localhost". */
+  readonly serverName?: string | undefined;
+}
+
+export interface PublicConnection {
+  readonly transport: Transport;
+  client<S extends DescService>(service: S): Client<S>;
+  close(): void;
+}
+
+export function normalizeServerUrl(server: string): string {
+  return /^[a-z]+:\/\//i.test(server) ? server : `http://${server}`;
+}
+
+export function connectPublic(options: PublicClientOptions): PublicConnection {
+  const baseUrl = normalizeServerUrl(options.server);
+  const tls = baseUrl.startsWith("https:");
+  const nodeOptions = tls
+    ? {
+        ...(options.caFile ? { ca: readFileSync(options.caFile) } : {}),
+        servername: options.serverName ?? "localhost",
+        settings: { initialWindowSize: 8 << 20, maxFrameSize: 1 << 20 },
+      }
+    : { settings: { initialWindowSize: 8 << 20, maxFrameSize: 1 << 20 } };
+  const sessionManager = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, pingTimeoutMs: 15_000 }, nodeOptions);
+  const transport = createGrpcTransport({
+    baseUrl,
+    sessionManager,
+    acceptCompression: [],
+    readMaxBytes: 8 << 20,
+    writeMaxBytes: 8 << 20,
+  });
+  return {
+    transport,
+    client: (service) => createClient(service, transport),
+    close: () => sessionManager.abort(),
+  };
+}
