@@ -60,10 +60,11 @@ function requirePrerequisites(): void {
   if (probe.status !== 0) {
     throw new Error(`${PYTHON} cannot import grpc / google.protobuf (${probe.stderr.trim()}): ${APT_HINT}`);
   }
-  for (const built of ["bin/granary.js", "dist/cli/main.js"]) {
-    if (!existsSync(join(repo, built))) {
-      throw new Error(`${built} is missing: run \`make build\` first (\`make test\` builds before testing)`);
-    }
+  if (!existsSync(join(repo, "bin", "granary.js"))) {
+    throw new Error("bin/granary.js (the CLI entry point this test runs as `granary serve`) is missing from the tree");
+  }
+  if (!existsSync(join(repo, "dist", "cli", "main.js"))) {
+    throw new Error("dist/cli/main.js is missing: run `make build` first (`make test` builds before testing)");
   }
 }
 
