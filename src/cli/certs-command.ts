@@ -13,7 +13,7 @@ const ISSUE_OPTIONS: OptionSpec[] = [
   { name: "dir", kind: "string", help: "folder holding the CA; NODE.pem and NODE-key.pem are written there", noEnv: true },
   { name: "name", kind: "string", help: "node name (1-63 of [a-z0-9-]); the identity is spiffe://granary/node/NAME", noEnv: true },
   { name: "san", kind: "list", help: "extra DNS name or IP address (repeatable); localhost and 127.0.0.1 are always added", noEnv: true },
-  { name: "days", kind: "int", default: "825", help: "validity in days", noEnv: true },
+  { name: "days", kind: "int", help: "validity in days (default 90)", noEnv: true },
   { name: "help", kind: "boolean", short: "h", help: "show this help", noEnv: true },
 ];
 
@@ -40,7 +40,7 @@ export async function certsCommand(argv: readonly string[]): Promise<number> {
     const dir = values["dir"] as string | undefined;
     const name = values["name"] as string | undefined;
     if (!dir || !name) throw new UsageError("granary certs issue needs --dir DIR and --name NODE");
-    const out = await issueCert({ dir, name, sans: (values["san"] as string[] | undefined) ?? [], days: values["days"] as number });
+    const out = await issueCert({ dir, name, sans: (values["san"] as string[] | undefined) ?? [], ...(values["days"] === undefined ? {} : { days: values["days"] as number }) });
     process.stdout.write(`${out.certFile}\n${out.keyFile}\n`);
     return 0;
   }

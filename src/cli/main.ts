@@ -5,14 +5,18 @@
 import { ConfigError } from "../node/config.js";
 import { causeChain } from "../util/cause-chain.js";
 import { certsCommand } from "./certs-command.js";
+import { devCommand } from "./dev-command.js";
 import { describeRpcError, getCommand, kvCommand, putCommand, statCommand } from "./client-commands.js";
 import { UsageError } from "./options.js";
 import { serveCommand } from "./serve.js";
+import { statusCommand } from "./status-command.js";
 
 const USAGE = `Usage: granary <command> [options]
 
 Commands:
+  dev          start a local mTLS mesh            granary dev [--nodes 3] [--dir DIR]
   serve        run a node                         granary serve --data-dir DIR [--peers ...]
+  status       show a node's status             granary status [--watch] [--json]
   put          upload files (CAS)                 granary put FILE...
   get          download a CAS artifact            granary get DIGEST [-o FILE]
   stat         look up CAS artifacts              granary stat DIGEST...
@@ -29,6 +33,8 @@ const COMMANDS: Record<string, (argv: readonly string[]) => Promise<number>> = {
   stat: statCommand,
   kv: kvCommand,
   certs: certsCommand,
+  dev: devCommand,
+  status: statusCommand,
 };
 
 async function main(argv: readonly string[]): Promise<number> {

@@ -1,87 +1,254 @@
 /**
- * Wiring of one node: config -> store -> servers (-> replication, once peers are given);
+ * Wiring of one node: config -> store -> peer listener -> public listener -> replicator;
  * lifecycle, readiness and graceful shutdown. Everything a node owns is closed by close().
+ *
+ * The peer listener starts before anything waits on peers and serves whether or not the node
+ * is ready, so a mesh restarted all at once can catch up from itself.
  */
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
-import { NodeStatusSchema, StoreUsageSchema, type NodeStatus } from "../gen/granary/node/v1/node_pb.js";
+import { NodeStatusSchema, PeerPhase, PeerStatusSchema, StoreUsageSchema, type NodeStatus, type PeerStatus } from "../gen/granary/node/v1/node_pb.js";
 import { errorInterceptor } from "../api/errors.js";
 import { publicRoutes } from "../api/public-routes.js";
+import { replicationService } from "../api/replication-service.js";
+import { ReplicationService } from "../gen/granary/replication/v1/replication_pb.js";
+import { nodeNameFromUri } from "../certs/node-id.js";
+import type { PeerLink } from "../replication/peer-link.js";
+import { Replicator } from "../replication/replicator.js";
 import { openStore } from "../store/store.js";
-import type { Store } from "../store/types.js";
+import type { Store, StoreEvent } from "../store/types.js";
 import { errFields, type Logger } from "../telemetry/logger.js";
-import { createConnectHandler, kHttp2Stream } from "../transport/connect-handler.js";
+import { createConnectHandler, kPeerIdentity, resetStream } from "../transport/connect-handler.js";
 import { withSendDeadline } from "../transport/deadlines.js";
-import { createPublicServer, type ListeningServer } from "../transport/server.js";
+import { createGrpcJsPeerClient } from "../transport/peer-client-grpcjs.js";
+import type { PeerClientFactory } from "../transport/peer-client.js";
+import { createPeerServer, createPublicServer, type ListeningServer } from "../transport/server.js";
 import { formatHostPort, type HostPort, type NodeConfig } from "./config.js";
 import { Readiness } from "./readiness.js";
 
 export const GRANARY_VERSION = "0.1.0";
 
-/** A client that stops reading a Get for this long has its stream reset. */
+/** A client that stops reading a public Get for this long has its stream reset. */
 export const PUBLIC_SEND_DEADLINE_MS = 60_000;
+
+/** Hooks for tests and benchmarks: swap the peer client, tune the replication engine. */
+export interface NodeHooks {
+  readonly peerClientFactory?: PeerClientFactory;
+  readonly replication?: ConstructorParameters<typeof Replicator>[0]["linkOptions"];
+  readonly peerDropAfterMs?: number;
+}
+
+/** The node name in a certificate's identity URI SAN, if any. */
+function certNodeName(certFile: string): string | undefined {
+  const cert = new X509Certificate(readFileSync(certFile));
+  for (const part of (cert.subjectAltName ?? "").split(/,\s*/)) {
+    if (part.startsWith("URI:")) {
+      const name = nodeNameFromUri(part.slice(4));
+      if (name) return name;
+    }
+  }
+  return undefined;
+}
 
 export class GranaryNode {
   readonly readiness = new Readiness();
   private closing: Promise<void> | undefined;
   private readonly startedAtMs = Date.now();
+  private publicServer: ListeningServer | undefined;
+  private peerServer: ListeningServer | undefined;
+  private replicator: Replicator | undefined;
+  private advertise = "";
+  private readonly log: Logger;
 
   private constructor(
     readonly config: NodeConfig,
     readonly store: Store,
-    private readonly log: Logger,
-    private publicServer: ListeningServer | undefined,
-  ) {}
+    log: Logger,
+    private readonly hooks: NodeHooks,
+  ) {
+    this.log = log.child({ nodeId: store.nodeId });
+  }
 
-  static async start(config: NodeConfig, log: Logger): Promise<GranaryNode> {
+  static async start(config: NodeConfig, log: Logger, hooks: NodeHooks = {}): Promise<GranaryNode> {
+    const nodeId = config.nodeId ?? (config.tlsCert ? certNodeName(config.tlsCert) : undefined) ?? hostname();
     const store = await openStore({
       dataDir: config.dataDir,
-      nodeId: config.nodeId ?? hostname(),
+      nodeId,
       capacityBytes: config.capacityBytes,
-      onEvent: (event) => {
+      onEvent: (event: StoreEvent) => {
         const level = event.type === "corrupt-record" ? "error" : "info";
         log[level]({ event: `store.${event.type}`, ...event }, `store: ${event.type}`);
       },
     });
-    const node = new GranaryNode(config, store, log.child({ nodeId: store.nodeId }), undefined);
+    const node = new GranaryNode(config, store, log, hooks);
     try {
       await node.listen();
+      await node.startReplication();
     } catch (e) {
-      await store.close();
+      await node.close();
       throw e;
     }
-    // A node with no peers has nothing to catch up with: ready as soon as it serves.
-    if (config.peers.length === 0) node.readiness.markReady("no peers configured: ready once the store is open");
-    node.log.info({ event: "readiness.changed", ready: node.readiness.isReady(), reason: node.readiness.reason() }, "readiness changed");
     return node;
   }
 
+  private sendDeadline = <T>(ctx: HandlerContext, src: AsyncIterable<T>, ms: number): AsyncIterable<T> =>
+    withSendDeadline(src, ms, (err) => {
+      this.log.warn({ event: "rpc.send_stalled", ...errFields(err) }, "receiver stopped reading; resetting the stream");
+      resetStream(ctx.values);
+    });
+
   private async listen(): Promise<void> {
-    const log = this.log;
-    const sendDeadline = <T>(ctx: HandlerContext, src: AsyncIterable<T>): AsyncIterable<T> =>
-      withSendDeadline(src, PUBLIC_SEND_DEADLINE_MS, () => {
-        log.warn({ event: "rpc.send_stalled", timeoutMs: PUBLIC_SEND_DEADLINE_MS }, "client stopped reading; resetting the stream");
-        ctx.values.get(kHttp2Stream)?.close();
+    const { config, log } = this;
+    const interceptors = [errorInterceptor(log)];
+    if (config.tlsCa && config.tlsCert && config.tlsKey) {
+      const handler = createConnectHandler({
+        routes: (router) =>
+          router.service(
+            ReplicationService,
+            replicationService({
+              store: this.store,
+              advertiseAddress: () => this.advertise,
+              knownPeers: () => this.replicator?.knownPeers() ?? [],
+              onHello: (from) => this.replicator?.learn(from.advertiseAddress, from.nodeId),
+              callerName: (ctx) => ctx.values.get(kPeerIdentity)?.nodeName,
+              // Heartbeats keep a quiet Follow inside the follower's idle timeout.
+              heartbeatIntervalMs: Math.max(50, Math.floor(config.idleTimeoutMs / 3)),
+              sendDeadline: (ctx, src) => this.sendDeadline(ctx, src, config.idleTimeoutMs),
+            }),
+          ),
+        interceptors,
       });
+      this.peerServer = await createPeerServer({
+        handler,
+        listen: config.peerListen,
+        tls: { caFile: config.tlsCa, certFile: config.tlsCert, keyFile: config.tlsKey },
+        watchTls: true,
+        onRejected: (reason, remoteAddress) => log.warn({ event: "peer.rejected", reason, remoteAddress }, `refused a peer connection: ${reason}`),
+        onTlsReload: (err) =>
+          err
+            ? log.error({ event: "tls.reload_failed", ...errFields(err) }, "certificate reload failed; keeping the old one")
+            : log.info({ event: "tls.reloaded" }, "certificates reloaded"),
+      });
+      const bound = this.peerServer.address();
+      const host = bound.host === "0.0.0.0" || bound.host === "::" ? hostname() : bound.host;
+      this.advertise = config.advertiseAddress ?? `https://${formatHostPort({ host, port: bound.port })}`;
+    } else {
+      log.warn({ event: "peer.disabled" }, "peer plane off: no --tls-ca/--tls-cert/--tls-key given (single node)");
+    }
     const handler = createConnectHandler({
-      routes: publicRoutes({ store: this.store, readiness: this.readiness, status: this, sendDeadline }),
-      interceptors: [errorInterceptor(log)],
+      routes: publicRoutes({
+        store: this.store,
+        readiness: this.readiness,
+        status: this,
+        sendDeadline: (ctx, src) => this.sendDeadline(ctx, src, PUBLIC_SEND_DEADLINE_MS),
+      }),
+      interceptors,
     });
     this.publicServer = await createPublicServer({
       handler,
-      listen: this.config.listen,
-      ...(this.config.publicTls ? { tls: { certFile: this.config.tlsCert!, keyFile: this.config.tlsKey! } } : {}),
+      listen: config.listen,
+      ...(config.publicTls ? { tls: { certFile: config.tlsCert!, keyFile: config.tlsKey! } } : {}),
     });
     log.info(
-      { event: "listening", publicAddress: formatHostPort(this.publicAddress), tls: this.config.publicTls, dataDir: this.config.dataDir, incarnation: this.store.incarnation },
+      {
+        event: "listening",
+        publicAddress: formatHostPort(this.publicAddress),
+        peerAddress: this.advertise || undefined,
+        tls: config.publicTls,
+        dataDir: config.dataDir,
+        incarnation: this.store.incarnation,
+      },
       "listening",
     );
+  }
+
+  private async startReplication(): Promise<void> {
+    const { config, log } = this;
+    const ready = (reason: string): void => {
+      if (this.readiness.markReady(reason)) log.info({ event: "readiness.changed", ready: true, reason }, `ready: ${reason}`);
+    };
+    if (!this.peerServer || !config.tlsCa || !config.tlsCert || !config.tlsKey) {
+      ready("no peer plane: ready once the store is open");
+      return;
+    }
+    const tls = { ca: readFileSync(config.tlsCa), cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) };
+    const factory: PeerClientFactory =
+      this.hooks.peerClientFactory ?? ((address, serverName) => createGrpcJsPeerClient(address, { tls, idleTimeoutMs: config.idleTimeoutMs }, serverName));
+    this.readiness.pending("catching up with peers");
+    this.replicator = new Replicator({
+      store: this.store,
+      log,
+      clientFactory: factory,
+      advertiseAddress: this.advertise,
+      peers: config.peers,
+      stagingBudgetBytes: config.stagingBudgetBytes,
+      bandwidthBytesPerSecond: config.replicationBandwidthBytesPerSecond,
+      ...(this.hooks.replication ? { linkOptions: this.hooks.replication } : {}),
+      ...(this.hooks.peerDropAfterMs !== undefined ? { peerDropAfterMs: this.hooks.peerDropAfterMs } : {}),
+      onInitialSyncDone: ready,
+    });
+    await this.replicator.start();
   }
 
   get publicAddress(): HostPort {
     if (!this.publicServer) throw new Error("node is not listening");
     return this.publicServer.address();
+  }
+
+  /** https://HOST:PORT of the peer listener ("" when the peer plane is off). */
+  get peerAddress(): string {
+    return this.advertise;
+  }
+
+  /** The peer listener (tests count its sessions). */
+  get peerListener(): ListeningServer | undefined {
+    return this.peerServer;
+  }
+
+  get replication(): Replicator | undefined {
+    return this.replicator;
+  }
+
+  private peerStatus(link: PeerLink): PeerStatus {
+    const s = link.stats;
+    const lag = Math.max(0, s.headSeq - s.cursorSeq);
+    const rate = s.rate.rate();
+    const b = s.bootstrap;
+    const eta = b && rate > 0 && b.totalBytes > b.doneBytes ? (b.totalBytes - b.doneBytes) / rate : 0;
+    const phase: Record<string, PeerPhase> = {
+      connecting: PeerPhase.CONNECTING,
+      bootstrapping: PeerPhase.BOOTSTRAPPING,
+      following: PeerPhase.FOLLOWING,
+      backoff: PeerPhase.BACKOFF,
+      unreachable: PeerPhase.UNREACHABLE,
+      stopped: PeerPhase.UNSPECIFIED,
+    };
+    return create(PeerStatusSchema, {
+      nodeId: s.nodeId,
+      address: link.address,
+      phase: phase[s.phase] ?? PeerPhase.UNSPECIFIED,
+      incarnation: s.incarnation,
+      cursorSeq: BigInt(s.cursorSeq),
+      headSeq: BigInt(s.headSeq),
+      lagChanges: BigInt(lag),
+      lagSeconds: lag > 0 && s.lagSince !== undefined ? (Date.now() - s.lagSince) / 1000 : 0,
+      bytesFetched: BigInt(s.bytesFetched),
+      artifactsFetched: BigInt(s.artifactsFetched),
+      rateBytesPerSecond: rate,
+      etaSeconds: eta,
+      failedCount: BigInt(s.failedCount),
+      lastError: s.lastError,
+      bootstrapTotalBytes: BigInt(b?.totalBytes ?? 0),
+      bootstrapDoneBytes: BigInt(b?.doneBytes ?? 0),
+      bootstrapTotalArtifacts: BigInt(b?.totalArtifacts ?? 0),
+      bootstrapDoneArtifacts: BigInt(b?.doneArtifacts ?? 0),
+      stalled: false,
+      streamsInFlight: link.streamCounts().active,
+      lastContactMs: BigInt(s.lastContactMs),
+    });
   }
 
   status(): NodeStatus {
@@ -101,23 +268,26 @@ export class GranaryNode {
       feedFloor: BigInt(this.store.feedFloor()),
       ready: this.readiness.isReady(),
       readinessReason: this.readiness.reason(),
+      peers: (this.replicator?.allLinks() ?? []).map((l) => this.peerStatus(l)),
       version: GRANARY_VERSION,
       startedAtMs: BigInt(this.startedAtMs),
       publicAddress: this.publicServer ? formatHostPort(this.publicServer.address()) : "",
-      peerAddress: "",
+      peerAddress: this.advertise,
     });
   }
 
-  /** Graceful: NOT_SERVING, drain in-flight streams (up to the grace), then close the store. Idempotent. */
+  /** Graceful: NOT_SERVING, stop replication, drain in-flight streams (up to the grace), close the store. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.readiness.drain();
       this.log.info({ event: "shutdown.started", graceMs: this.config.shutdownGraceMs }, "shutting down: draining in-flight streams");
-      try {
-        await this.publicServer?.close(this.config.shutdownGraceMs);
-      } catch (e) {
-        this.log.warn({ event: "shutdown.server_close_failed", ...errFields(e) }, "closing the public listener failed");
-      }
+      await this.replicator?.close();
+      const servers = [this.publicServer, this.peerServer].filter((s): s is ListeningServer => s !== undefined);
+      await Promise.all(
+        servers.map((s) =>
+          s.close(this.config.shutdownGraceMs).catch((e: unknown) => this.log.warn({ event: "shutdown.server_close_failed", ...errFields(e) }, "closing a listener failed")),
+        ),
+      );
       await this.store.close();
       this.log.info({ event: "shutdown.done" }, "stopped");
     })();
