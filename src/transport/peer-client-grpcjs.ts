@@ -52,6 +52,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
   const client = createPeerGrpcClient(ReplicationService, target, options.tls, channel);
   let inFlight = 0;
   let opened = 0;
+  let peakInFlight = 0;
   let closed = false;
 
   function stream<T>(method: string, start: () => grpc.ClientReadableStream<T>, signal: AbortSignal): AsyncIterable<T> {
@@ -61,6 +62,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         const call = start();
         inFlight++;
         opened++;
+        peakInFlight = Math.max(peakInFlight, inFlight);
         const onAbort = (): void => call.cancel();
         signal.addEventListener("abort", onAbort, { once: true });
         try {
@@ -96,7 +98,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
     listManifests: (req, signal) => stream("ListManifests", () => client.listManifests(req), signal),
     readBodies: (req, signal) => stream("ReadBodies", () => client.readBodies(req), signal),
     counters(): PeerStreamCounters {
-      return { inFlight, opened };
+      return { inFlight, opened, peakInFlight };
     },
     close() {
       if (closed) return;

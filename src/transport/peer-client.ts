@@ -49,6 +49,8 @@ export interface PeerStreamCounters {
   readonly inFlight: number;
   /** Streams opened since the client was created. */
   readonly opened: number;
+  /** Most streams open at once since the client was created. */
+  readonly peakInFlight: number;
 }
 
 export interface PeerClient {

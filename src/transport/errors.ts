@@ -1,0 +1,81 @@
+/**
+ * Transport errors: a small base class with a stable `code`, and `causeChain` to render an
+ * error with everything that caused it on one log line. Mapping to gRPC status codes is the
+ * api layer's job (one place at the RPC boundary), not this file's.
+ */
+
+export type TransportErrorCode =
+  | "IDLE_TIMEOUT"
+  | "SEND_STALLED"
+  | "CONNECT_TIMEOUT"
+  | "INVALID_OPTION"
+  | "LISTEN_FAILED"
+  | "CLOSED"
+  | "TLS_FILES";
+
+export class TransportError extends Error {
+  readonly code: TransportErrorCode;
+  constructor(code: TransportErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** An option failed validation; the message names the field. */
+export class InvalidOptionError extends TransportError {
+  constructor(readonly field: string, problem: string) {
+    super("INVALID_OPTION", `${field}: ${problem}`);
+  }
+}
+
+const MAX_DEPTH = 16;
+
+/**
+ * Renders `err.message` followed by each `.cause` as "a: b: c". The errors of an
+ * AggregateError (e.g. happy-eyeballs connect failures) are rendered in brackets,
+ * "a: [b1 | b2]". Cycles and very deep chains are cut; a cause whose message repeats the
+ * previous one is skipped, so wrappers that copy their cause's message do not stutter.
+ */
+export function causeChain(err: unknown): string {
+  return render(err, new Set(), 0);
+}
+
+function render(err: unknown, seen: Set<unknown>, depth: number): string {
+  const parts: string[] = [];
+  let cur: unknown = err;
+  let prev: string | undefined;
+  while (cur !== undefined && cur !== null && depth < MAX_DEPTH) {
+    if (seen.has(cur)) {
+      parts.push("<cycle>");
+      break;
+    }
+    seen.add(cur);
+    let text = describe(cur);
+    if (cur instanceof AggregateError && cur.errors.length > 0) {
+      const inner = cur.errors.map((e) => render(e, seen, depth + 1)).join(" | ");
+      text = text === "" ? `[${inner}]` : `${text}: [${inner}]`;
+    }
+    if (text !== "" && text !== prev) parts.push(text);
+    prev = text;
+    cur = typeof cur === "object" && "cause" in cur ? (cur as { cause?: unknown }).cause : undefined;
+    depth++;
+  }
+  return parts.length > 0 ? parts.join(": ") : String(err);
+}
+
+function describe(v: unknown): string {
+  if (v instanceof Error) {
+    const text = v.message !== "" ? v.message : v.name;
+    // System errors carry the useful part in `code` (ECONNRESET, ERR_SSL_...); keep it.
+    const code = (v as { code?: unknown }).code;
+    return typeof code === "string" && !text.includes(code) ? `${text} (${code})` : text;
+  }
+  if (typeof v === "object" && v !== null && "message" in v && typeof v.message === "string") return v.message;
+  if (typeof v === "string") return v;
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
