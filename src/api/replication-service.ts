@@ -18,6 +18,7 @@ import {
 import { FeedTrimmedError, NotFoundError, StoreError } from "../store/errors.js";
 import { validateKey, validateNamespace } from "../store/names.js";
 import type { Store } from "../store/types.js";
+import type { Failpoints } from "../util/failpoints.js";
 import { kindFromWire, manifestToWire, safeNumber } from "./convert.js";
 
 /** Trailer that says why a Follow cursor was refused (machine-readable). */
@@ -52,6 +53,8 @@ export interface ReplicationServiceDeps {
   /** Interval of heartbeat frames on a quiet Follow stream; keep it well below peers' idle timeout. */
   readonly heartbeatIntervalMs: number;
   readonly sendDeadline?: <T>(ctx: HandlerContext, src: AsyncIterable<T>) => AsyncIterable<T>;
+  /** Test hooks: "peer.read-bodies.body", "peer.read-bodies.chunk", "peer.list-manifests.page", "peer.follow.page". */
+  readonly failpoints?: Failpoints;
 }
 
 function clamp(v: number, lo: number, hi: number, dflt: number): number {
@@ -80,6 +83,7 @@ async function waitFeedOrTimeout(store: Store, after: number, ms: number, signal
 
 export function replicationService(deps: ReplicationServiceDeps): ServiceImpl<typeof ReplicationService> {
   const { store } = deps;
+  const fp = deps.failpoints;
   const deadline = <T>(ctx: HandlerContext, src: AsyncIterable<T>): AsyncIterable<T> => (deps.sendDeadline ? deps.sendDeadline(ctx, src) : src);
 
   return {
@@ -124,6 +128,7 @@ export function replicationService(deps: ReplicationServiceDeps): ServiceImpl<ty
             throw e;
           }
           if (entries.length > 0) {
+            await fp?.hit("peer.follow.page", { first: entries[0]!.seq, count: entries.length });
             after = entries[entries.length - 1]!.seq;
             yield create(FollowResponseSchema, {
               frame: {
@@ -156,6 +161,7 @@ export function replicationService(deps: ReplicationServiceDeps): ServiceImpl<ty
         for (let n = 0; req.maxPages === 0 || n < req.maxPages; n++) {
           if (ctx.signal.aborted) return;
           const page = store.listManifests(cursor, items, bytes);
+          await fp?.hit("peer.list-manifests.page", { index: n, count: page.manifests.length });
           cursor = page.nextCursor;
           yield create(ListManifestsResponseSchema, {
             manifests: page.manifests.map(manifestToWire),
@@ -200,6 +206,7 @@ export function replicationService(deps: ReplicationServiceDeps): ServiceImpl<ty
             }
             throw e;
           }
+          await fp?.hit("peer.read-bodies.body", { key: w.id.key, size: read.length });
           yield create(ReadBodiesResponseSchema, {
             frame: {
               case: "header",
@@ -208,7 +215,12 @@ export function replicationService(deps: ReplicationServiceDeps): ServiceImpl<ty
           });
           // A failure mid-body ends the whole stream with an error: the receiver never takes
           // a short body as complete.
-          for await (const chunk of read.chunks) yield create(ReadBodiesResponseSchema, { frame: { case: "chunk", value: chunk } });
+          let sent = 0;
+          for await (const chunk of read.chunks) {
+            await fp?.hit("peer.read-bodies.chunk", { key: w.id.key, offset: sent, size: read.length });
+            sent += chunk.length;
+            yield create(ReadBodiesResponseSchema, { frame: { case: "chunk", value: chunk } });
+          }
         }
       }
       yield* deadline(ctx, frames());

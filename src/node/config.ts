@@ -30,6 +30,8 @@ export interface NodeConfig {
   readonly capacityBytes: number;
   /** Peer addresses (https://HOST:PORT). */
   readonly peers: readonly string[];
+  /** When non-empty, only these node names may call the peer listener. */
+  readonly peerAllow: readonly string[];
   /** Per-message idle timeout on peer streams, both directions. */
   readonly idleTimeoutMs: number;
   /** Bytes reserved by in-flight replicated bodies; fetches wait when it is full. */
@@ -82,6 +84,7 @@ export interface RawNodeConfig {
   nodeId?: string | undefined;
   capacityBytes?: number | undefined;
   peers?: readonly string[] | undefined;
+  peerAllow?: readonly string[] | undefined;
   idleTimeoutMs?: number | undefined;
   stagingBudgetBytes?: number | undefined;
   replicationBandwidthBytesPerSecond?: number | undefined;
@@ -118,6 +121,7 @@ export function resolveNodeConfig(raw: RawNodeConfig): NodeConfig {
     nodeId: raw.nodeId,
     capacityBytes: nonNegativeInt("capacity", raw.capacityBytes ?? 0),
     peers,
+    peerAllow: raw.peerAllow ?? [],
     idleTimeoutMs,
     stagingBudgetBytes: nonNegativeInt("staging-budget-bytes", raw.stagingBudgetBytes ?? DEFAULT_STAGING_BUDGET_BYTES),
     replicationBandwidthBytesPerSecond: nonNegativeInt(

@@ -23,6 +23,7 @@ import type { Store, StoreEvent } from "../store/types.js";
 import { errFields, type Logger } from "../telemetry/logger.js";
 import { createConnectHandler, kPeerIdentity, resetStream } from "../transport/connect-handler.js";
 import { withSendDeadline } from "../transport/deadlines.js";
+import type { Failpoints } from "../util/failpoints.js";
 import { createGrpcJsPeerClient } from "../transport/peer-client-grpcjs.js";
 import type { PeerClientFactory } from "../transport/peer-client.js";
 import { createPeerServer, createPublicServer, type ListeningServer } from "../transport/server.js";
@@ -39,6 +40,8 @@ export interface NodeHooks {
   readonly peerClientFactory?: PeerClientFactory;
   readonly replication?: ConstructorParameters<typeof Replicator>[0]["linkOptions"];
   readonly peerDropAfterMs?: number;
+  /** Failpoints of the serving side of the peer plane. */
+  readonly failpoints?: Failpoints;
 }
 
 /** The node name in a certificate's identity URI SAN, if any. */
@@ -117,6 +120,7 @@ export class GranaryNode {
               // Heartbeats keep a quiet Follow inside the follower's idle timeout.
               heartbeatIntervalMs: Math.max(50, Math.floor(config.idleTimeoutMs / 3)),
               sendDeadline: (ctx, src) => this.sendDeadline(ctx, src, config.idleTimeoutMs),
+              ...(this.hooks.failpoints ? { failpoints: this.hooks.failpoints } : {}),
             }),
           ),
         interceptors,
@@ -126,6 +130,7 @@ export class GranaryNode {
         listen: config.peerListen,
         tls: { caFile: config.tlsCa, certFile: config.tlsCert, keyFile: config.tlsKey },
         watchTls: true,
+        ...(config.peerAllow.length > 0 ? { allow: new Set(config.peerAllow) } : {}),
         onRejected: (reason, remoteAddress) => log.warn({ event: "peer.rejected", reason, remoteAddress }, `refused a peer connection: ${reason}`),
         onTlsReload: (err) =>
           err

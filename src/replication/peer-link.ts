@@ -147,6 +147,11 @@ export class PeerLink {
     return this.deps.client.address;
   }
 
+  /** The peer client's stream counters (opened, in flight, peak). */
+  clientCounters(): ReturnType<PeerClient["counters"]> {
+    return this.deps.client.counters();
+  }
+
   /** Streams active and queued on this peer's connection. */
   streamCounts(): { active: number; pending: number } {
     return { active: this.streams.activeCount, pending: this.streams.pendingCount };

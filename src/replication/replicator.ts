@@ -87,7 +87,15 @@ export class Replicator {
   learn(address: string, nodeId: string): void {
     if (this.closed || address === this.opts.advertiseAddress || nodeId === this.opts.store.nodeId) return;
     if (this.links.has(address)) return;
-    for (const e of this.links.values()) if (e.link.stats.nodeId === nodeId && e.link.stats.phase !== "stopped") return;
+    for (const [addr, e] of this.links) {
+      if (e.link.stats.nodeId !== nodeId) continue;
+      const live = e.link.stats.phase === "following" || e.link.stats.phase === "bootstrapping";
+      if (live) return;
+      // The node came back at a new address (a restart on another port, a rescheduled pod).
+      this.opts.log.info({ event: "membership.moved", nodeId, from: addr, to: address }, `peer ${nodeId} moved from ${addr} to ${address}`);
+      this.links.delete(addr);
+      void e.link.stop();
+    }
     this.opts.log.info({ event: "membership.learned", address, nodeId }, `learned peer ${nodeId} at ${address}`);
     this.addLink(address, undefined, true, false);
     void this.persistLearned();
