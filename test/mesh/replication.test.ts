@@ -7,8 +7,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ArtifactService, Kind } from "../../src/gen/granary/artifact/v1/artifact_pb.js";
 import type { GranaryNode } from "../../src/node/granary-node.js";
 import { Failpoints } from "../../src/util/failpoints.js";
-import { bytes, sha256Hex } from "../helpers/data.js";
-import { makePki, publicClient, putCas, putRequests, startMeshNode, waitForArtifacts, waitReady, type Pki } from "../helpers/mesh.js";
+import { bytes } from "../helpers/data.js";
+import { makePki, publicClient, putCas, startMeshNode, waitForArtifacts, waitReady, type Pki } from "../helpers/mesh.js";
 import { tempDir } from "../helpers/temp.js";
 
 let pki: Pki;
