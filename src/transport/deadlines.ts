@@ -42,14 +42,22 @@ export interface IdleTimeoutOptions {
  * Yields `src`'s messages; fails with IdleTimeoutError when the next one takes longer than
  * `idleMs` to arrive, after calling `onIdle` so the caller can cancel the underlying call.
  */
-export async function* idleTimeout<T>(
+export function idleTimeout<T>(
   src: AsyncIterable<T>,
   idleMs: number,
   onIdle?: (err: IdleTimeoutError) => void,
   options: IdleTimeoutOptions = {},
 ): AsyncGenerator<T, void, undefined> {
-  assertPositive("idleMs", idleMs);
-  const { signal } = options;
+  assertPositive("idleMs", idleMs); // here, not in the generator: a bad limit is the caller's bug, thrown at once
+  return idleTimeoutGen(src, idleMs, onIdle, options.signal);
+}
+
+async function* idleTimeoutGen<T>(
+  src: AsyncIterable<T>,
+  idleMs: number,
+  onIdle: ((err: IdleTimeoutError) => void) | undefined,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<T, void, undefined> {
   const it = src[Symbol.asyncIterator]();
   // "open": we may call it.return(); "abandoned": a next() may be pending forever, so return()
   // must not be awaited (an async generator queues it behind that next()); "ended": nothing to do.
@@ -109,12 +117,20 @@ export async function* idleTimeout<T>(
  * once when it does not (typically: reset the stream). Time spent producing a message is not
  * counted, only the time the consumer leaves it untaken.
  */
-export async function* withSendDeadline<T>(
+export function withSendDeadline<T>(
   src: AsyncIterable<T>,
   ms: number,
   onStall: (err: SendStallError) => void,
 ): AsyncGenerator<T, void, undefined> {
   assertPositive("ms", ms);
+  return withSendDeadlineGen(src, ms, onStall);
+}
+
+async function* withSendDeadlineGen<T>(
+  src: AsyncIterable<T>,
+  ms: number,
+  onStall: (err: SendStallError) => void,
+): AsyncGenerator<T, void, undefined> {
   let timer: NodeJS.Timeout | undefined;
   let stalled = false;
   const fire = (): void => {

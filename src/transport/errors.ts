@@ -30,6 +30,7 @@ export class InvalidOptionError extends TransportError {
 }
 
 const MAX_DEPTH = 16;
+const SYSTEM_CODE = /^(E[A-Z0-9]+|ERR_[A-Z0-9_]+)$/;
 
 /**
  * Renders `err.message` followed by each `.cause` as "a: b: c". The errors of an
@@ -67,9 +68,10 @@ function render(err: unknown, seen: Set<unknown>, depth: number): string {
 function describe(v: unknown): string {
   if (v instanceof Error) {
     const text = v.message !== "" ? v.message : v.name;
-    // System errors carry the useful part in `code` (ECONNRESET, ERR_SSL_...); keep it.
+    // System errors carry the useful part in `code` (ECONNRESET, ERR_SSL_...); keep it. Our
+    // own stable codes stay out: the message already says it in words.
     const code = (v as { code?: unknown }).code;
-    return typeof code === "string" && !text.includes(code) ? `${text} (${code})` : text;
+    return typeof code === "string" && SYSTEM_CODE.test(code) && !text.includes(code) ? `${text} (${code})` : text;
   }
   if (typeof v === "object" && v !== null && "message" in v && typeof v.message === "string") return v.message;
   if (typeof v === "string") return v;

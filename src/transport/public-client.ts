@@ -5,8 +5,9 @@
  */
 import { readFileSync } from "node:fs";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
+import { TunedSessionManager } from "./tuned-session-manager.js";
 
 export interface PublicClientOptions {
   /** http://HOST:PORT (h2c) or https://HOST:PORT. A bare HOST:PORT means http://. */
@@ -23,6 +24,9 @@ export interface PublicConnection {
   close(): void;
 }
 
+/** Connection receive window of the public client: 8 streams' worth of the 8 MiB stream window. */
+export const PUBLIC_CLIENT_CONNECTION_WINDOW_BYTES = 64 << 20;
+
 export function normalizeServerUrl(server: string): string {
   return /^[a-z]+:\/\//i.test(server) ? server : `http://${server}`;
 }
@@ -37,7 +41,9 @@ export function connectPublic(options: PublicClientOptions): PublicConnection {
         settings: { initialWindowSize: 8 << 20, maxFrameSize: 1 << 20 },
       }
     : { settings: { initialWindowSize: 8 << 20, maxFrameSize: 1 << 20 } };
-  const sessionManager = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, pingTimeoutMs: 15_000 }, nodeOptions);
+  // The stream window alone does nothing while the connection window stays at 64 KiB (it caps
+  // every stream together at ~64 KiB per RTT): raise both, for downloads of large artifacts.
+  const sessionManager = new TunedSessionManager(baseUrl, PUBLIC_CLIENT_CONNECTION_WINDOW_BYTES, { pingIntervalMs: 30_000, pingTimeoutMs: 15_000 }, nodeOptions);
   const transport = createGrpcTransport({
     baseUrl,
     sessionManager,

@@ -15,6 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ReplicationService } from "../../src/gen/granary/replication/v1/replication_pb.js";
 import { createConnectHandler } from "../../src/transport/connect-handler.js";
 import { InvalidOptionError } from "../../src/transport/errors.js";
+import { connectPublic } from "../../src/transport/public-client.js";
 import { DEFAULT_PUBLIC_LIMITS, resolveServerLimits, type ServerLimits } from "../../src/transport/limits.js";
 import { createPublicServer, type ListeningServer } from "../../src/transport/server.js";
 import { deferred, drain, knobs, makePki, StubReplication, type Pki } from "./fixtures.js";
@@ -76,6 +77,19 @@ describe("public listener", () => {
     expect(s.state.remoteWindowSize).toBe(32 * 1024 * 1024);
     expect(server.limits.maxConcurrentStreams).toBe(256);
     expect(server.sessionCount()).toBe(1);
+  });
+
+  it("connectPublic raises the connection window, not just the stream window", async () => {
+    const server = await startH2c(new StubReplication());
+    let session: http2.ServerHttp2Session | undefined;
+    server.server.on("session", (s: http2.ServerHttp2Session) => (session = s));
+    const conn = connectPublic({ server: `127.0.0.1:${server.address().port}` });
+    cleanups.push(() => conn.close());
+    const client = conn.client(ReplicationService);
+    await client.hello({});
+    await client.hello({}); // follows the WINDOW_UPDATE sent after the first request
+    expect(session?.remoteSettings.initialWindowSize).toBe(8 * 1024 * 1024);
+    expect(session?.state.remoteWindowSize).toBeGreaterThan(64 * 1024 * 1024 - 65_535);
   });
 
   it("serves h2c and TLS (no client certificate asked)", async () => {
