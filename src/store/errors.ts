@@ -83,3 +83,38 @@ export class StoreClosedError extends StoreError {
     super("CLOSED", "store is closed");
   }
 }
+
+/**
+ * A read found the segment shorter than the record (truncation guard) or hit EOF before the
+ * expected length. A CorruptRecordError, so code "CORRUPT"; the record is dropped from the
+ * index when this is thrown, so a retry gets NotFoundError.
+ */
+export class TruncatedError extends CorruptRecordError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** The caller's AbortSignal fired; `cause` is the signal's reason. Nothing was stored. */
+export class AbortedError extends StoreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ABORTED", message, options);
+  }
+}
+
+/** The filesystem or the index failed (EIO, a failed fsync, an index commit error). */
+export class StoreIoError extends StoreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("IO", message, options);
+  }
+}
+
+/** Another live process (or another open store in this process) holds the data directory. */
+export class DataDirLockedError extends StoreError {
+  constructor(readonly dataDir: string, readonly holderPid: number) {
+    super(
+      "IO",
+      `data directory ${dataDir} is in use by process ${holderPid}; stop that process, or delete ${dataDir}/LOCK if it is gone`,
+    );
+  }
+}
