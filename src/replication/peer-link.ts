@@ -8,6 +8,7 @@
  * State is a tagged union changed only through setPhase(), so status and logs see every
  * transition.
  */
+import { setMaxListeners } from "node:events";
 import pLimit, { type LimitFunction } from "p-limit";
 import type { HelloResponse } from "../gen/granary/replication/v1/replication_pb.js";
 import type { ApplyOutcome, Manifest, Store } from "../store/types.js";
@@ -86,6 +87,8 @@ export interface PeerLinkStats {
   bootstrap: { totalArtifacts: number; totalBytes: number; doneArtifacts: number; doneBytes: number; startedMs: number } | undefined;
   passes: number;
   rate: RateMeter;
+  /** Artifacts the peer offered and their manifest bytes, by outcome, since the link started (metrics). */
+  outcomes: Record<"applied" | "skipped" | "missing" | "failed", { artifacts: number; bytes: number }>;
 }
 
 /** Bytes per second over a sliding window of a few seconds. */
@@ -132,6 +135,7 @@ export class PeerLink {
     bootstrap: undefined,
     passes: 0,
     rate: new RateMeter(),
+    outcomes: { applied: { artifacts: 0, bytes: 0 }, skipped: { artifacts: 0, bytes: 0 }, missing: { artifacts: 0, bytes: 0 }, failed: { artifacts: 0, bytes: 0 } },
   };
   private readonly streams: LimitFunction;
   private initialSyncReported = false;
@@ -141,6 +145,8 @@ export class PeerLink {
 
   constructor(private readonly deps: PeerLinkDeps) {
     this.streams = pLimit(deps.options.streams);
+    // Every in-flight stream, staging wait and limiter wait listens on the link's signal.
+    setMaxListeners(0, this.stopper.signal);
   }
 
   get address(): string {
@@ -265,6 +271,10 @@ export class PeerLink {
     const stats = this.stats;
     const log = this.deps.log;
     const address = this.address;
+    const count = (o: keyof PeerLinkStats["outcomes"], m: Manifest): void => {
+      stats.outcomes[o].artifacts++;
+      stats.outcomes[o].bytes += m.size;
+    };
     const progress: FetchProgress = {
       onBytes: (n) => {
         stats.bytesFetched += n;
@@ -272,20 +282,24 @@ export class PeerLink {
         if (stats.bootstrap) stats.bootstrap.doneBytes += n;
         onProgress();
       },
-      onApplied: () => {
+      onApplied: (m) => {
+        count("applied", m);
         stats.artifactsFetched++;
         if (stats.bootstrap) stats.bootstrap.doneArtifacts++;
         onProgress();
       },
       onFailed: (m, err) => {
+        count("failed", m);
         stats.failedCount++;
         stats.lastError = causeChain(err);
         log.warn({ event: "replication.body_failed", peer: address, key: m.key, namespace: m.namespace, size: m.size, ...errFields(err) }, `body ${m.key} from ${address} failed`);
       },
       onMissing: (m, reason) => {
+        count("missing", m);
         if (stats.bootstrap) stats.bootstrap.doneArtifacts++;
         log.debug({ event: "replication.body_missing", peer: address, key: m.key, reason }, "peer no longer has a body (stale manifest): skipped");
       },
+      onSkipped: (m) => count("skipped", m),
     };
     return {
       store: this.deps.store,
@@ -346,6 +360,7 @@ export class PeerLink {
     signal: AbortSignal,
   ): Promise<{ snapshotHead: number; applied: number; skipped: number; missing: number; failed: number; abandoned: boolean }> {
     const passAc = new AbortController();
+    setMaxListeners(0, passAc.signal);
     const onStop = (): void => passAc.abort(signal.reason);
     signal.addEventListener("abort", onStop, { once: true });
     const total = { applied: 0, skipped: 0, missing: 0, failed: 0 };

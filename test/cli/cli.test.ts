@@ -83,8 +83,14 @@ describe("granary CLI", () => {
       expect(missing.stderr).toMatch(/NotFound/);
 
       await granary(["kv", "put", "--server", server, "--namespace", "cli", "action/1", f2]);
-      const kv = await granary(["kv", "get", "--server", server, "--namespace", "cli", "action/1"]);
-      expect(Buffer.compare(Buffer.from(kv.stdout, "latin1"), Buffer.from(b2))).toBe(0);
+      const kvOut = join(dir, "kv.out");
+      const kv = await granary(["kv", "get", "--server", server, "--namespace", "cli", "action/1", "-o", kvOut]);
+      expect(kv.code, kv.stderr).toBe(0);
+      expect(Buffer.compare(await readFile(kvOut), Buffer.from(b2))).toBe(0);
+      const text = join(dir, "text.txt");
+      await writeFile(text, "hello\n");
+      await granary(["kv", "put", "--server", server, "--namespace", "cli", "greeting", text]);
+      expect((await granary(["kv", "get", "--server", server, "--namespace", "cli", "greeting"])).stdout).toBe("hello\n");
 
       const status = await granary(["status", "--server", server, "--json"]);
       expect(status.code).toBe(0);
@@ -124,16 +130,20 @@ describe("granary CLI", () => {
     await node.kill("SIGKILL");
     expect(acked.length).toBeGreaterThanOrEqual(40);
     node = await startChildNode(["--data-dir", dataDir, "--listen", "127.0.0.1:0"]);
+    const { ArtifactService, Kind } = await import("../../src/gen/granary/artifact/v1/artifact_pb.js");
+    const reader = connectPublic({ server: node.publicAddress });
     try {
       for (const a of acked) {
-        const out = join(dir, "crash.out");
-        const r = await granary(["get", "--server", node.publicAddress, "--namespace", "crash", a.digest, "-o", out]);
-        expect(r.code, r.stderr).toBe(0);
-        const body = await readFile(out);
+        const parts: Uint8Array[] = [];
+        for await (const r of reader.client(ArtifactService).get({ namespace: "crash", kind: Kind.CAS, key: a.digest })) {
+          if (r.msg.case === "chunk") parts.push(r.msg.value);
+        }
+        const body = Buffer.concat(parts);
         expect(body.length).toBe(a.size);
         expect(sha256Hex([body])).toBe(a.digest);
       }
     } finally {
+      reader.close();
       await node.kill("SIGTERM");
     }
   });
