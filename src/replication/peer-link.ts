@@ -15,6 +15,8 @@ import type { ApplyOutcome, Manifest, Store } from "../store/types.js";
 import { errFields, type Logger } from "../telemetry/logger.js";
 import { PeerRpcError, type PeerClient } from "../transport/peer-client.js";
 import { causeChain } from "../util/cause-chain.js";
+import { ATTR, SPAN } from "../telemetry/names.js";
+import { activeContext, endSpan, linkTo, startSpan, withContext } from "../telemetry/spans.js";
 import type { BandwidthLimiter } from "./bandwidth-limiter.js";
 import { fetchBodies, type FetchContext, type FetchProgress, StoreApplyError } from "./fetcher.js";
 import { backoffDelayMs, type RetryPolicy } from "./retry-policy.js";
@@ -258,7 +260,7 @@ export class PeerLink {
       } catch (e) {
         if (e instanceof PeerRpcError && e.code === "FAILED_PRECONDITION" && e.refusal) {
           this.deps.log.info({ event: "replication.cursor_refused", peer: this.address, reason: e.refusal }, `peer refused our cursor (${e.refusal}): re-sync`);
-          await store.putMeta(cursorKey(hello.nodeId), undefined);
+          await store.putMeta(cursorKey(hello.nodeId), null);
           from = await this.bootstrap(hello, signal);
           continue;
         }
@@ -331,11 +333,34 @@ export class PeerLink {
         startedMs,
       };
       this.deps.log.info({ event: "replication.pass_started", peer: this.address, pass: this.stats.passes, resumeFrom: state.walkCursor !== "" }, "bootstrap pass started");
-      const outcome = await this.bootstrapPass(state, key, signal);
+      // Each pass is a trace of its own: its pages, body fetches and the peer's serving spans.
+      const passSpan = startSpan(SPAN.bootstrapPass, {
+        parent: null,
+        attributes: { [ATTR.peerAddress]: this.address, [ATTR.peerNodeId]: hello.nodeId, [ATTR.pass]: this.stats.passes, [ATTR.resume]: state.walkCursor !== "" },
+      });
+      let outcome: Awaited<ReturnType<PeerLink["bootstrapPass"]>>;
+      try {
+        outcome = await withContext(passSpan.ctx, () => this.bootstrapPass(state, key, signal));
+      } catch (e) {
+        endSpan(passSpan.span, e);
+        throw e;
+      }
+      passSpan.span.setAttributes({
+        [ATTR.applied]: outcome.applied,
+        [ATTR.skipped]: outcome.skipped,
+        [ATTR.missing]: outcome.missing,
+        [ATTR.failed]: outcome.failed,
+        [ATTR.abandoned]: outcome.abandoned,
+        [ATTR.outcome]: outcome.failed === 0 && !outcome.abandoned ? "clean" : "retry",
+      });
+      endSpan(
+        passSpan.span,
+        outcome.failed === 0 && !outcome.abandoned ? undefined : new Error(outcome.abandoned ? "pass abandoned: no progress" : `${outcome.failed} artifact(s) failed; the pass will be retried`),
+      );
       if (outcome.failed === 0 && !outcome.abandoned) {
         const seq = outcome.snapshotHead;
         await this.deps.store.putMeta(cursorKey(hello.nodeId), { incarnation: hello.incarnation, seq } satisfies Cursor);
-        await this.deps.store.putMeta(key, undefined);
+        await this.deps.store.putMeta(key, null);
         this.deps.log.info(
           { event: "replication.pass_done", peer: this.address, pass: this.stats.passes, applied: outcome.applied, skipped: outcome.skipped, missing: outcome.missing, ms: Date.now() - startedMs },
           "bootstrap pass clean",
@@ -381,6 +406,7 @@ export class PeerLink {
     }, Math.max(50, Math.floor(noProgressMs / 4)));
     watchdog.unref();
     const ctx = this.fetchContext(passAc.signal, () => this.progressTicks++);
+    const passCtx = activeContext();
     // Pages complete out of order; the persisted walk cursor only moves past a page once it and
     // every page before it were applied without failures.
     const pending: Array<{ done: Promise<number>; nextCursor: string }> = [];
@@ -415,15 +441,19 @@ export class PeerLink {
             this.fail(m);
           } else manifests.push(m);
         }
-        const done = fetchBodies(ctx, manifests).then((r) => {
+        const pageSpan = startSpan(SPAN.manifestPage, { parent: passCtx, attributes: { [ATTR.peerAddress]: this.address, [ATTR.items]: page.manifests.length } });
+        const done = withContext(pageSpan.ctx, () => fetchBodies(ctx, manifests)).then((r) => {
           total.applied += r.applied;
           total.skipped += r.skipped;
           total.missing += r.missing;
           total.failed += r.failed;
           if (this.stats.bootstrap) this.stats.bootstrap.doneArtifacts += r.skipped;
+          pageSpan.span.setAttributes({ [ATTR.applied]: r.applied, [ATTR.skipped]: r.skipped, [ATTR.missing]: r.missing, [ATTR.failed]: r.failed });
+          endSpan(pageSpan.span, r.failed > 0 ? new Error(`${r.failed} of ${manifests.length} artifacts of the page failed`) : undefined);
           return r.failed;
         });
         done.catch((e: unknown) => {
+          endSpan(pageSpan.span, e);
           storeFailure ??= e;
           passAc.abort(e);
         });
@@ -452,6 +482,17 @@ export class PeerLink {
 
   /** Tails the peer's feed from `from` until the stream fails or the link stops. */
   private async follow(hello: HelloResponse, from: number, signal: AbortSignal): Promise<void> {
+    const session = startSpan(SPAN.followSession, { parent: null, attributes: { [ATTR.peerAddress]: this.address, [ATTR.peerNodeId]: hello.nodeId, [ATTR.fromSeq]: from } });
+    try {
+      await withContext(session.ctx, () => this.followIn(session.span, hello, from, signal));
+    } catch (e) {
+      endSpan(session.span, signal.aborted ? undefined : e);
+      throw e;
+    }
+    endSpan(session.span);
+  }
+
+  private async followIn(session: Parameters<typeof linkTo>[0], hello: HelloResponse, from: number, signal: AbortSignal): Promise<void> {
     this.setPhase("following", { from });
     const store = this.deps.store;
     const headAtHello = Number(hello.feedHead);
@@ -479,14 +520,28 @@ export class PeerLink {
         if (m instanceof Error) throw new PeerRpcError("INTERNAL", `peer sent a bad feed entry at seq ${e.seq}: ${m.message}`);
         manifests.push(m);
       }
-      const r = await fetchBodies(ctx, manifests);
-      if (r.failed > 0) throw new Error(`${r.failed} of ${manifests.length} bodies of a feed page failed; resuming from seq ${cursor}`);
+      // A trace per page (linked to the session): a session lasts as long as the link, and one
+      // trace holding every change ever followed would be unreadable.
       const last = f.value.entries[f.value.entries.length - 1];
-      if (last) {
-        cursor = Number(last.seq);
-        this.stats.cursorSeq = cursor;
-        await store.putMeta(cursorKey(hello.nodeId), { incarnation: hello.incarnation, seq: cursor } satisfies Cursor);
+      const page = startSpan(SPAN.followPage, {
+        parent: null,
+        links: linkTo(session),
+        attributes: { [ATTR.peerAddress]: this.address, [ATTR.peerNodeId]: hello.nodeId, [ATTR.items]: manifests.length, [ATTR.fromSeq]: cursor, [ATTR.toSeq]: last ? Number(last.seq) : cursor },
+      });
+      try {
+        const r = await withContext(page.ctx, () => fetchBodies(ctx, manifests));
+        page.span.setAttributes({ [ATTR.applied]: r.applied, [ATTR.skipped]: r.skipped, [ATTR.missing]: r.missing, [ATTR.failed]: r.failed });
+        if (r.failed > 0) throw new Error(`${r.failed} of ${manifests.length} bodies of a feed page failed; resuming from seq ${cursor}`);
+        if (last) {
+          cursor = Number(last.seq);
+          this.stats.cursorSeq = cursor;
+          await store.putMeta(cursorKey(hello.nodeId), { incarnation: hello.incarnation, seq: cursor } satisfies Cursor);
+        }
+      } catch (e) {
+        endSpan(page.span, e);
+        throw e;
       }
+      endSpan(page.span);
       caughtUp();
     }
     throw new PeerRpcError("UNAVAILABLE", "peer ended the follow stream");
