@@ -148,7 +148,11 @@ describe("fresh-node bootstrap", () => {
     // The staging budget was never exceeded except by a body larger than the budget alone.
     const st = fresh.replication!.staging.stats();
     expect(st.peakReservedBytes).toBeLessThanOrEqual(96 << 20);
+    // One clean pass, nothing retried, no error of any kind on the link.
     expect(link.stats.failedCount).toBe(0);
+    expect(link.stats.passes).toBe(1);
+    expect(link.stats.lastError).toBe("");
+    expect(link.stats.phase).toBe("following");
   });
 
   it("a failed body is counted, the pass continues, is retried, and converges", async () => {
