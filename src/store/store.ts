@@ -425,16 +425,46 @@ class GranaryStore implements Store {
         }
         reservation.settle(rec.recordLen);
         this.#touch(seg.id);
-        if (seg.size >= this.#opts.segmentMaxBytes) this.#rollLane(lane);
-        return { rec, seg } as const;
+        // A full segment leaves the lane now; this put seals it in its own index commit, after
+        // the fsync that covers every record in it (no one writes to it any more).
+        const sealing = seg.size >= this.#opts.segmentMaxBytes;
+        if (sealing) lane.segment = undefined;
+        return { rec, seg, sealing } as const;
       });
       if ("duplicate" in written) return { applied: false, row: written.duplicate };
-      const { rec, seg } = written;
-      await seg.syncer.syncTo(rec.offset + rec.recordLen);
-      const row = rowOf(seg.id, rec);
-      const change = await this.#index.commit((tx) => tx.applyChange(row));
-      if (change.trimmedTo !== undefined) this.#noteFeedTrim(change.trimmedTo);
-      return { applied: change.applied, row: change.current };
+      const { rec, seg, sealing } = written;
+      let sealed = false;
+      try {
+        await seg.syncer.syncTo(rec.offset + rec.recordLen);
+        const row = rowOf(seg.id, rec);
+        const info = this.#segments.get(seg.id);
+        const change = await this.#index.commit((tx) => {
+          const result = tx.applyChange(row);
+          if (sealing) {
+            tx.putSegment(seg.id, { sealed: true, lastAccess: info?.lastAccess ?? this.#accessTick, checkpoint: seg.size });
+          }
+          return result;
+        });
+        if (sealing && info) {
+          info.sealed = true;
+          info.size = seg.size;
+          info.active = undefined;
+        }
+        sealed = sealing;
+        if (change.trimmedTo !== undefined) this.#noteFeedTrim(change.trimmedTo);
+        return { applied: change.applied, row: change.current };
+      } finally {
+        if (sealing) {
+          // Sealed, or left unsealed after a failure for the next open to scan: either way the
+          // write handle is done.
+          const info = this.#segments.get(seg.id);
+          if (info && !sealed) {
+            info.size = seg.size;
+            info.active = undefined;
+          }
+          this.#trackBackground(seg.close().catch(() => {}));
+        }
+      }
     } finally {
       reservation.settle(0);
     }
