@@ -194,6 +194,10 @@ export class IndexTx {
     this.#db.user.putSync(key, value);
   }
 
+  deleteUser(key: string): void {
+    this.#db.user.removeSync(key);
+  }
+
   #unindex(idKey: string, row: ArtifactRow): void {
     this.#db.artifacts.removeSync(idKey);
     this.#db.byVersion.removeSync(versionKey(BigInt(row.version), idKey));

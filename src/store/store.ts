@@ -783,11 +783,11 @@ class GranaryStore implements Store {
     try {
       this.#assertOpen();
       this.#checkMetaKey(key);
-      if (value === undefined) throw new InvalidArgumentError("putMeta value must not be undefined");
     } catch (error) {
       return Promise.reject(error as Error);
     }
-    return this.#track(this.#index.commit((tx) => tx.putUser(key, value)));
+    // undefined deletes the key, so getMeta returns undefined again.
+    return this.#track(this.#index.commit((tx) => (value === undefined ? tx.deleteUser(key) : tx.putUser(key, value))));
   }
 
   #checkMetaKey(key: string): void {
