@@ -8,7 +8,7 @@ SHELL := bash
 # --no: never download a tool on the fly; everything comes from `npm ci` (works offline).
 NPX := npx --no --
 
-.PHONY: help setup generate generate-check lint typecheck build test run clean
+.PHONY: help setup generate generate-check lint typecheck build test run clean bench bench-smoke
 
 help: ## List the targets
 	@echo "Granary — make targets:"
@@ -44,3 +44,11 @@ run: build ## Build, then start a local dev mesh (granary dev)
 
 clean: ## Remove build output and generated interop code
 	rm -rf dist interop/python/gen
+
+bench: ## Full benchmark (~15-20 min): one node, bootstrap, live lag; writes bench/results/<time>/
+	$(NPX) tsc -p tsconfig.bench.json
+	node dist-bench/bench/main.js
+
+bench-smoke: ## Every benchmark scenario at a tiny size (< 3 min); fails if a figure is missing
+	$(NPX) tsc -p tsconfig.bench.json
+	node dist-bench/bench/main.js --smoke

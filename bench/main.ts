@@ -1,0 +1,327 @@
+/**
+ * `make bench` / `make bench-smoke`: the benchmark of the foundation (one node, issue 2), of
+ * fresh-node bootstrap (issue 3) and of live replication lag, each product figure measured
+ * side by side with its reference (disk, bare node:http2, bare grpc-js over mTLS) in the
+ * same run, round after round, so a noisy machine shows up in the spread instead of in a
+ * ratio of numbers taken minutes apart.
+ *
+ * Every measurement runs in a fresh process (bench/task.ts) with a time budget; node and
+ * server children are killed by pid when their owner exits; temp dirs are removed at exit.
+ * Output: bench/results/<timestamp>/results.json (+ results.md, logs/), and the tables on stdout.
+ *
+ * Usage: node dist-bench/bench/main.js [--smoke] [--help]   (sizes: BENCH_* env, see --help)
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { initCa, issueCert } from "../src/certs/dev-pki.js";
+import type { BareGrpcInput, DiskSeqInput, DiskSmallInput, H2BulkInput, H2SmallInput } from "./tasks/references.js";
+import type { BootstrapInput, FillSourceInput, NodeCert } from "./tasks/bootstrap.js";
+import type { LiveLagInput } from "./tasks/live-lag.js";
+import type { SingleNodeInput } from "./tasks/single-node.js";
+import { machineInfo } from "./lib/machine.js";
+import { paramsHelp, resolveParams, type BenchParams } from "./lib/params.js";
+import { runTaskProcess } from "./lib/proc.js";
+import { buildFigures, buildRatios, figuresTable, ratiosTable, type FigureDef, type RatioDef, type RoundOutputs } from "./lib/report.js";
+import type { ArtifactSpec } from "./lib/data.js";
+import { readFileSync } from "node:fs";
+
+const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+const TARGETS = {
+  bootstrapMbPerSecond: { op: ">=", value: 300, source: "issue 3: bootstrap on loopback >= 300 MB/s" },
+  bootstrapVsBare: { op: ">=", value: 0.6, source: "issue 3: bootstrap >= 0.6 x bare transport" },
+  smallPerSecond: { op: ">=", value: 20_000, source: "issues 2/3: small artifacts >= 20,000/s on loopback" },
+  lagP99Ms: { op: "<=", value: 50, source: "live lag p99 <= 50 ms" },
+  receiveCpu: { op: "<=", value: 3, source: "receive CPU <= 3 core-seconds per GB" },
+} as const;
+
+const FIGURES: FigureDef[] = [
+  // A: one node, h2c public listener.
+  { id: "a.put_bulk", scenario: "A", label: "Put, mixed 1–64 MiB", unit: "MB/s", task: "single-node", field: "putBulkMbPerSecond", kind: "product" },
+  { id: "a.get_bulk", scenario: "A", label: "Get, mixed 1–64 MiB", unit: "MB/s", task: "single-node", field: "getBulkMbPerSecond", kind: "product" },
+  { id: "a.put_small", scenario: "A", label: "Put, 4 KiB", unit: "artifacts/s", task: "single-node", field: "putSmallArtifactsPerSecond", kind: "product", target: TARGETS.smallPerSecond },
+  { id: "a.get_small", scenario: "A", label: "Get, 4 KiB", unit: "artifacts/s", task: "single-node", field: "getSmallArtifactsPerSecond", kind: "product", target: TARGETS.smallPerSecond },
+  { id: "a.disk_seq", scenario: "A", label: "ref: disk append 1 MiB, fdatasync / 64 MiB", unit: "MB/s", task: "disk-seq", field: "mbPerSecond", kind: "reference" },
+  { id: "a.disk_small", scenario: "A", label: "ref: disk append 4 KiB + fdatasync each", unit: "ops/s", task: "disk-small", field: "opsPerSecond", kind: "reference" },
+  { id: "a.h2_bulk", scenario: "A", label: "ref: bare node:http2 h2c, server → client", unit: "MB/s", task: "h2-bulk", field: "mbPerSecond", kind: "reference" },
+  { id: "a.h2_small", scenario: "A", label: "ref: bare node:http2 h2c, 4 KiB streams", unit: "streams/s", task: "h2-small", field: "streamsPerSecond", kind: "reference" },
+  { id: "a.put_bulk_server_cpu", scenario: "A", label: "Put bulk: node CPU", unit: "s", task: "single-node", field: "putBulkServerCpuSeconds", kind: "detail" },
+  { id: "a.put_bulk_client_cpu", scenario: "A", label: "Put bulk: client CPU", unit: "s", task: "single-node", field: "putBulkClientCpuSeconds", kind: "detail" },
+  { id: "a.get_bulk_server_cpu", scenario: "A", label: "Get bulk: node CPU", unit: "s", task: "single-node", field: "getBulkServerCpuSeconds", kind: "detail" },
+  { id: "a.put_small_server_cpu", scenario: "A", label: "Put small: node CPU", unit: "s", task: "single-node", field: "putSmallServerCpuSeconds", kind: "detail" },
+  { id: "a.put_small_client_cpu", scenario: "A", label: "Put small: client CPU", unit: "s", task: "single-node", field: "putSmallClientCpuSeconds", kind: "detail" },
+  { id: "a.get_small_server_cpu", scenario: "A", label: "Get small: node CPU", unit: "s", task: "single-node", field: "getSmallServerCpuSeconds", kind: "detail" },
+  { id: "a.disk_small_p99", scenario: "A", label: "ref: 4 KiB append+fdatasync p99", unit: "ms", task: "disk-small", field: "opP99Ms", kind: "detail" },
+
+  // B: fresh-node bootstrap over mTLS.
+  { id: "b.bulk", scenario: "B", label: "bootstrap, bulk (1–256 MiB)", unit: "MB/s", task: "bootstrap-bulk-fast", field: "mbPerSecond", kind: "product", target: TARGETS.bootstrapMbPerSecond },
+  { id: "b.bulk_serial", scenario: "B", label: "bootstrap, bulk, serial mode", unit: "MB/s", task: "bootstrap-bulk-serial", field: "mbPerSecond", kind: "product" },
+  { id: "b.bulk_bare", scenario: "B", label: "ref: bare grpc-js mTLS, same bytes", unit: "MB/s", task: "bare-bulk", field: "mbPerSecond", kind: "reference" },
+  { id: "b.small", scenario: "B", label: "bootstrap, small (4 KiB)", unit: "artifacts/s", task: "bootstrap-small-fast", field: "artifactsPerSecond", kind: "product", target: TARGETS.smallPerSecond },
+  { id: "b.small_serial", scenario: "B", label: "bootstrap, small, serial mode", unit: "artifacts/s", task: "bootstrap-small-serial", field: "artifactsPerSecond", kind: "product" },
+  { id: "b.small_bare", scenario: "B", label: "ref: bare grpc-js mTLS, same bodies", unit: "bodies/s", task: "bare-small", field: "bodiesPerSecond", kind: "reference" },
+  { id: "b.bulk_recv_cpu", scenario: "B", label: "bootstrap bulk: receiver CPU", unit: "core-s/GB", task: "bootstrap-bulk-fast", field: "receiverCpuSecondsPerGb", kind: "product", target: TARGETS.receiveCpu },
+  { id: "b.bulk_bare_recv_cpu", scenario: "B", label: "ref: bare transport receiver CPU", unit: "core-s/GB", task: "bare-bulk", field: "receiverCpuSecondsPerGb", kind: "reference" },
+  { id: "b.bulk_src_cpu", scenario: "B", label: "bootstrap bulk: source CPU", unit: "core-s/GB", task: "bootstrap-bulk-fast", field: "sourceCpuSecondsPerGb", kind: "detail" },
+  { id: "b.bulk_recv_rss", scenario: "B", label: "bootstrap bulk: receiver peak RSS", unit: "MiB", task: "bootstrap-bulk-fast", field: "receiverPeakRssMib", kind: "detail" },
+  { id: "b.small_recv_cpu", scenario: "B", label: "bootstrap small: receiver CPU", unit: "core-s", task: "bootstrap-small-fast", field: "receiverCpuSeconds", kind: "detail" },
+  { id: "b.small_recv_rss", scenario: "B", label: "bootstrap small: receiver peak RSS", unit: "MiB", task: "bootstrap-small-fast", field: "receiverPeakRssMib", kind: "detail" },
+  { id: "b.bulk_ready", scenario: "B", label: "bootstrap bulk: time to ready", unit: "s", task: "bootstrap-bulk-fast", field: "readySeconds", kind: "detail" },
+
+  // C: live lag, 3 nodes.
+  { id: "c.lag_p50", scenario: "C", label: "live lag p50 (Put ack → on nodes 2 and 3)", unit: "ms", task: "live-lag", field: "lagP50Ms", kind: "product" },
+  { id: "c.lag_p99", scenario: "C", label: "live lag p99", unit: "ms", task: "live-lag", field: "lagP99Ms", kind: "product", target: TARGETS.lagP99Ms },
+  { id: "c.lag_max", scenario: "C", label: "live lag max", unit: "ms", task: "live-lag", field: "lagMaxMs", kind: "detail" },
+  { id: "c.put_p99", scenario: "C", label: "Put latency p99 on node 1", unit: "ms", task: "live-lag", field: "putP99Ms", kind: "detail" },
+  { id: "c.rate", scenario: "C", label: "achieved Put rate", unit: "puts/s", task: "live-lag", field: "achievedPutsPerSecond", kind: "detail" },
+];
+
+const RATIOS: RatioDef[] = [
+  { figure: "a.put_bulk", vs: "a.disk_seq", note: "Put vs the disk's append+fsync ceiling" },
+  { figure: "a.put_bulk", vs: "a.h2_bulk", note: "Put vs the bare HTTP/2 ceiling" },
+  { figure: "a.get_bulk", vs: "a.h2_bulk", note: "Get vs the bare HTTP/2 ceiling" },
+  { figure: "a.put_small", vs: "a.disk_small", note: "small Puts/s vs 4 KiB appends with one fdatasync each (>1 means group commit)" },
+  { figure: "a.put_small", vs: "a.h2_small", note: "small Puts/s vs bare HTTP/2 streams/s" },
+  { figure: "a.get_small", vs: "a.h2_small", note: "small Gets/s vs bare HTTP/2 streams/s" },
+  { figure: "b.bulk", vs: "b.bulk_bare", note: "bootstrap vs bare transport, same bytes", target: TARGETS.bootstrapVsBare },
+  { figure: "b.bulk", vs: "b.bulk_serial", note: "speed-up over serial mode (10x is a WAN target; loopback has no RTT)" },
+  { figure: "b.bulk_serial", vs: "b.bulk_bare", note: "serial mode vs bare transport" },
+  { figure: "b.small", vs: "b.small_bare", note: "small bootstrap vs bare transport, same bodies" },
+  { figure: "b.small", vs: "b.small_serial", note: "speed-up over serial mode" },
+  { figure: "b.bulk_recv_cpu", vs: "b.bulk_bare_recv_cpu", note: "receiver CPU per GB vs the bare transport's" },
+];
+
+interface TaskSpec {
+  readonly key: string;
+  readonly task: string;
+  readonly input: Record<string, unknown>;
+  /** Heavier tasks get a larger heap. */
+  readonly nodeArgs?: readonly string[];
+}
+
+class Runner {
+  readonly rounds: RoundOutputs;
+  readonly log: Array<{ key: string; round: number; ok: boolean; wallMs: number; error?: string; output?: Record<string, unknown> }> = [];
+  private seq = 0;
+
+  constructor(
+    private readonly p: BenchParams,
+    private readonly work: string,
+    private readonly logDir: string,
+  ) {
+    this.rounds = Array.from({ length: p.runs }, () => ({}));
+  }
+
+  async run(spec: TaskSpec, round: number): Promise<Record<string, unknown> | undefined> {
+    const n = ++this.seq;
+    const base = join(this.work, "io", `${String(n).padStart(3, "0")}-${spec.key}`);
+    const input = { ...spec.input, deadlineMs: this.p.taskTimeoutMs - 5_000, logDir: this.logDir };
+    writeFileSync(`${base}.in.json`, JSON.stringify(input));
+    const t = new Date().toISOString().slice(11, 19);
+    process.stderr.write(`[${t}] round ${round + 1}/${this.p.runs} ${spec.key} ... `);
+    const r = await runTaskProcess(spec.task, `${base}.in.json`, `${base}.out.json`, join(this.logDir, `${String(n).padStart(3, "0")}-${spec.key}.log`), this.p.taskTimeoutMs, spec.nodeArgs ?? []);
+    process.stderr.write(r.ok ? `ok (${(r.wallMs / 1000).toFixed(1)} s)\n` : `FAILED: ${r.error}\n`);
+    this.log.push({ key: spec.key, round: round + 1, ok: r.ok, wallMs: r.wallMs, ...(r.error ? { error: r.error } : {}), ...(r.output ? { output: r.output } : {}) });
+    if (round >= 0 && round < this.rounds.length && r.output) this.rounds[round]![spec.key] = r.output;
+    return r.output;
+  }
+}
+
+function groupsOf<T>(xs: readonly T[], n: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));
+  return out;
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(`Usage: node dist-bench/bench/main.js [--smoke]\n\nEnvironment (default full / smoke):\n${paramsHelp()}\n  BENCH_ONLY                  A,B,C         scenarios to run\n  BENCH_TMPDIR                os.tmpdir()   where data dirs and disk references go\n`);
+    return 0;
+  }
+  const profile = args.includes("--smoke") ? "smoke" : "full";
+  const p = resolveParams(profile);
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const outDir = join(REPO_ROOT, "bench", "results", `${stamp}${profile === "smoke" ? "-smoke" : ""}`);
+  const logDir = join(outDir, "logs");
+  mkdirSync(logDir, { recursive: true });
+  const work = mkdtempSync(join(process.env["BENCH_TMPDIR"] || os.tmpdir(), "granary-bench-"));
+  mkdirSync(join(work, "io"));
+  // Temp data goes whatever happens (a killed run included: SIGINT/SIGTERM exit through here).
+  process.once("exit", () => rmSync(work, { recursive: true, force: true }));
+  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
+
+  const startedAt = new Date();
+  const machine = machineInfo(REPO_ROOT, work);
+  process.stderr.write(`granary bench (${profile}): results in ${outDir}\n  work dir ${work}\n`);
+
+  const pkiDir = join(work, "pki");
+  const ca = (await initCa({ dir: pkiDir })).certFile;
+  const cert = async (name: string): Promise<NodeCert> => {
+    const c = await issueCert({ dir: pkiDir, name });
+    return { name, cert: c.certFile, key: c.keyFile };
+  };
+  const runner = new Runner(p, work, logDir);
+  const R = p.runs;
+
+  if (p.only.includes("A")) {
+    const specs: TaskSpec[] = [
+      { key: "disk-seq", task: "disk-seq", input: { dir: work, totalBytes: p.diskBytes, appendBytes: p.diskAppendBytes, syncEveryBytes: p.diskSyncEveryBytes } satisfies Omit<DiskSeqInput, never> },
+      { key: "h2-bulk", task: "h2-bulk", input: { totalBytes: p.h2Bytes, streams: p.aBulkConcurrency } satisfies H2BulkInput },
+      {
+        key: "single-node",
+        task: "single-node",
+        input: {
+          dir: work,
+          seed: p.seed,
+          bulkBytes: p.aBulkBytes,
+          bulkMinBytes: p.aBulkMinBytes,
+          bulkMaxBytes: p.aBulkMaxBytes,
+          bulkConcurrency: p.aBulkConcurrency,
+          smallCount: p.aSmallCount,
+          smallBytes: p.smallBytes,
+          smallConcurrency: p.aSmallConcurrency,
+        } satisfies SingleNodeInput,
+      },
+      { key: "disk-small", task: "disk-small", input: { dir: work, opBytes: p.smallBytes, maxOps: p.diskSmallMaxOps, maxMs: p.diskSmallMaxMs } satisfies DiskSmallInput },
+      { key: "h2-small", task: "h2-small", input: { count: p.aSmallCount, bytes: p.smallBytes, concurrency: p.aSmallConcurrency } satisfies H2SmallInput },
+    ];
+    for (let r = 0; r < R; r++) for (const s of specs) await runner.run(s, r);
+  }
+
+  if (p.only.includes("B")) {
+    const [sourceBulk, sourceSmall, fresh] = await Promise.all([cert("source-bulk"), cert("source-small"), cert("fresh")]);
+    const datasets = {
+      bulk: { dir: join(work, "b-source-bulk"), file: join(work, "b-bulk.json"), source: sourceBulk },
+      small: { dir: join(work, "b-source-small"), file: join(work, "b-small.json"), source: sourceSmall },
+    };
+    const fills: TaskSpec[] = [
+      {
+        key: "fill-bulk",
+        task: "fill-source",
+        input: {
+          dataDir: datasets.bulk.dir,
+          ca,
+          source: sourceBulk,
+          seed: p.seed,
+          label: "b-bulk",
+          sizes: { totalBytes: p.bBulkBytes, minBytes: p.bBulkMinBytes, maxBytes: p.bBulkMaxBytes },
+          concurrency: 4,
+          datasetFile: datasets.bulk.file,
+        } satisfies FillSourceInput,
+      },
+      {
+        key: "fill-small",
+        task: "fill-source",
+        input: {
+          dataDir: datasets.small.dir,
+          ca,
+          source: sourceSmall,
+          seed: p.seed,
+          label: "b-small",
+          sizes: { count: p.bSmallCount, bytes: p.smallBytes },
+          concurrency: p.bFillConcurrency,
+          datasetFile: datasets.small.file,
+        } satisfies FillSourceInput,
+      },
+    ];
+    let filled = true;
+    for (const f of fills) filled = (await runner.run(f, -1)) !== undefined && filled;
+    if (filled) {
+      const sizes = (file: string): number[] => (JSON.parse(readFileSync(file, "utf8")) as ArtifactSpec[]).map((a) => a.size);
+      const bulkSizes = sizes(datasets.bulk.file);
+      const smallSizes = sizes(datasets.small.file);
+      const bare = (key: string, groups: number[][]): TaskSpec => ({
+        key,
+        task: "bare-grpc",
+        input: { ca, serverCert: sourceBulk.cert, serverKey: sourceBulk.key, clientCert: fresh.cert, clientKey: fresh.key, groups, streams: p.bBareStreams } satisfies BareGrpcInput,
+      });
+      const boot = (kind: "bulk" | "small", mode: "fast" | "serial"): TaskSpec => ({
+        key: `bootstrap-${kind}-${mode}`,
+        task: "bootstrap",
+        input: {
+          sourceDataDir: datasets[kind].dir,
+          receiverDir: join(work, `b-fresh-${kind}-${mode}`),
+          ca,
+          source: datasets[kind].source,
+          receiver: fresh,
+          datasetFile: datasets[kind].file,
+          mode,
+        } satisfies BootstrapInput,
+      });
+      const specs: TaskSpec[] = [
+        bare("bare-bulk", bulkSizes.map((s) => [s])),
+        boot("bulk", "fast"),
+        boot("bulk", "serial"),
+        bare("bare-small", groupsOf(smallSizes, p.bBareBatch)),
+        boot("small", "fast"),
+        boot("small", "serial"),
+      ];
+      for (let r = 0; r < R; r++) for (const s of specs) await runner.run(s, r);
+    }
+    for (const d of Object.values(datasets)) rmSync(d.dir, { recursive: true, force: true });
+  }
+
+  if (p.only.includes("C")) {
+    const nodes = (await Promise.all([cert("node1"), cert("node2"), cert("node3")])) as [NodeCert, NodeCert, NodeCert];
+    const spec: TaskSpec = {
+      key: "live-lag",
+      task: "live-lag",
+      input: { dir: work, ca, nodes, seed: p.seed, rate: p.cRate, seconds: p.cSeconds, bytes: p.smallBytes, maxInFlight: p.cMaxInFlight } satisfies LiveLagInput,
+    };
+    for (let r = 0; r < R; r++) await runner.run(spec, r);
+  }
+
+  const defs = FIGURES.filter((f) => p.only.includes(f.scenario));
+  const figures = buildFigures(defs, runner.rounds);
+  const ids = new Set(defs.map((f) => f.id));
+  const ratios = buildRatios(
+    RATIOS.filter((r) => ids.has(r.figure) && ids.has(r.vs)),
+    figures,
+  );
+  const finishedAt = new Date();
+  const missing = figures.filter((f) => f.runs.length !== R || f.runs.some((v) => v === null));
+  const failedTasks = runner.log.filter((t) => !t.ok);
+  const results = {
+    schema: "granary-bench/1",
+    profile,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    wallSeconds: Math.round((finishedAt.getTime() - startedAt.getTime()) / 100) / 10,
+    machine: { ...machine, loadAverageAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+    parameters: p,
+    method: {
+      rounds: "every round runs each product measurement and its references back to back, in a fresh process each",
+      summary: "median of the runs, with min and max; ratios: median/median and the per-round ratios",
+      units: "MB = 10^6 bytes; MiB = 2^20 bytes; CPU = user + system seconds",
+    },
+    figures,
+    ratios,
+    tasks: runner.log,
+    problems: [...failedTasks.map((t) => `task ${t.key} (round ${t.round}): ${t.error ?? "failed"}`), ...missing.map((f) => `figure ${f.id}: missing in ${f.runs.filter((v) => v === null).length + (R - f.runs.length)} run(s)`)],
+  };
+  writeFileSync(join(outDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
+  const md = [
+    `# granary bench (${profile}) — ${startedAt.toISOString()}`,
+    "",
+    `Machine: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.kernel}, Node ${machine.node}; commit ${machine.gitCommit.slice(0, 12)}${machine.gitDirty.length > 0 ? ` (+${machine.gitDirty.length} uncommitted paths)` : ""}; ${R} run(s); wall ${results.wallSeconds} s.`,
+    "",
+    figuresTable(figures),
+    "",
+    ratiosTable(ratios, figures),
+    "",
+    ...(results.problems.length > 0 ? ["Problems:", ...results.problems.map((x) => `- ${x}`), ""] : []),
+  ].join("\n");
+  writeFileSync(join(outDir, "results.md"), md);
+  process.stdout.write(md + "\n");
+  process.stderr.write(`wrote ${join(outDir, "results.json")}\n`);
+  if (results.problems.length > 0) {
+    process.stderr.write(`bench: ${results.problems.length} problem(s); failing\n`);
+    return 1;
+  }
+  return 0;
+}
+
+process.exitCode = await main();
