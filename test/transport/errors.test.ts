@@ -1,6 +1,7 @@
 /** causeChain: one log line with every cause, AggregateError members, no stutter, no loops. */
 import { describe, expect, it } from "vitest";
-import { causeChain, TransportError } from "../../src/transport/errors.js";
+import { TransportError } from "../../src/transport/errors.js";
+import { causeChain } from "../../src/util/cause-chain.js";
 
 describe("causeChain", () => {
   it("renders message and every cause as a: b: c", () => {

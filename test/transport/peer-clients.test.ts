@@ -12,7 +12,7 @@ import { ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReplicationService } from "../../src/gen/granary/replication/v1/replication_pb.js";
 import { createConnectHandler } from "../../src/transport/connect-handler.js";
-import { causeChain } from "../../src/transport/errors.js";
+import { causeChain } from "../../src/util/cause-chain.js";
 import { ConnectTimeoutError, connectPeerGrpcClient, createPeerGrpcClient, resolvePeerChannelOptions, type PeerTlsPem } from "../../src/transport/peer-channel.js";
 import { createPeerConnectTransport } from "../../src/transport/peer-transport.js";
 import { createPeerServer, type ListeningServer } from "../../src/transport/server.js";
