@@ -19,6 +19,8 @@ import {
 import { validateDigest, validateKey, validateNamespace } from "../store/names.js";
 import type { Store } from "../store/types.js";
 import { kindFromWire, manifestToWire, safeNumber } from "./convert.js";
+import { ATTR, SPAN } from "../telemetry/names.js";
+import { withSpan } from "../telemetry/spans.js";
 
 /** Most refs or digests one Stat/FindMissing call may carry. */
 export const MAX_BATCH_ITEMS = 10_000;
@@ -57,11 +59,13 @@ export function artifactService(deps: ArtifactServiceDeps): ServiceImpl<typeof A
           yield r.value.msg.value;
         }
       }
-      const res = await store.put(
-        { namespace: h.namespace, kind, key: h.key === "" ? undefined : h.key, size },
-        body(),
-        ctx.signal,
-      );
+      // The store commit as a span of its own (child of the Put server span): receiving the body
+      // and the durable write are most of a Put's time.
+      const res = await withSpan(SPAN.storePut, { attributes: { [ATTR.namespace]: h.namespace, [ATTR.kind]: kind } }, async (span) => {
+        const r = await store.put({ namespace: h.namespace, kind, key: h.key === "" ? undefined : h.key, size }, body(), ctx.signal);
+        span.setAttributes({ [ATTR.key]: r.manifest.key, [ATTR.bytes]: r.manifest.size, [ATTR.outcome]: r.alreadyPresent ? "already-present" : "stored" });
+        return r;
+      });
       return create(PutResponseSchema, { manifest: manifestToWire(res.manifest), alreadyPresent: res.alreadyPresent });
     },
 

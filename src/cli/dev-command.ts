@@ -10,12 +10,13 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { caFiles, initCa, issueCert } from "../certs/dev-pki.js";
+import { DEFAULT_OPS_PORT } from "../ops/ops-server.js";
 import { helpText, parseCommand, type OptionSpec, UsageError } from "./options.js";
 
 const OPTIONS: OptionSpec[] = [
   { name: "nodes", kind: "int", default: "3", help: "how many nodes", noEnv: true },
   { name: "dir", kind: "string", default: ".granary-dev", help: "folder for certificates, data dirs and logs", noEnv: true },
-  { name: "base-port", kind: "int", default: "7070", help: "node i listens on BASE+i (public) and BASE+100+i (peer)", noEnv: true },
+  { name: "base-port", kind: "int", default: "7070", help: "node i listens on BASE+i (public) and BASE+100+i (peer); its ops listener (metrics, status page) on 9464+i-1", noEnv: true },
   { name: "help", kind: "boolean", short: "h", help: "show this help", noEnv: true },
 ];
 
@@ -49,6 +50,7 @@ export async function devCommand(argv: readonly string[]): Promise<number> {
     name: `node-${i + 1}`,
     publicAddress: `127.0.0.1:${base + i + 1}`,
     peerAddress: `https://127.0.0.1:${base + 100 + i + 1}`,
+    opsAddress: `127.0.0.1:${DEFAULT_OPS_PORT + i}`,
   }));
   for (const node of nodes) {
     if (!existsSync(join(certs, `${node.name}.pem`))) await issueCert({ dir: certs, name: node.name });
@@ -75,6 +77,7 @@ export async function devCommand(argv: readonly string[]): Promise<number> {
       "--node-id", node.name,
       "--listen", node.publicAddress,
       "--peer-listen", node.peerAddress.replace("https://", ""),
+      "--ops-listen", node.opsAddress,
       "--tls-ca", caFiles(certs).certFile,
       "--tls-cert", join(certs, `${node.name}.pem`),
       "--tls-key", join(certs, `${node.name}-key.pem`),
@@ -109,7 +112,7 @@ export async function devCommand(argv: readonly string[]): Promise<number> {
   const last = nodes[nodes.length - 1]!;
   process.stdout.write(`
 Granary dev mesh: ${n} node(s), mTLS peer plane, data and logs in ${dir}
-${nodes.map((o) => `  ${o.name}  public http://${o.publicAddress}  peer ${o.peerAddress}`).join("\n")}
+${nodes.map((o) => `  ${o.name}  public http://${o.publicAddress}  peer ${o.peerAddress}  status page http://${o.opsAddress}/`).join("\n")}
 
 Try, in another terminal:
   echo hello > /tmp/hello.txt

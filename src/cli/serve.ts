@@ -1,9 +1,11 @@
 /**
  * `granary serve`: runs one node until SIGTERM/SIGINT, then drains and exits.
  */
-import { resolveNodeConfig, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_PEER_LISTEN, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_STAGING_BUDGET_BYTES } from "../node/config.js";
-import { GranaryNode } from "../node/granary-node.js";
+import { resolveNodeConfig, DEFAULT_PEER_WINDOW_BYTES, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_OPS_LISTEN, DEFAULT_PEER_LISTEN, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_STAGING_BUDGET_BYTES } from "../node/config.js";
+import { GranaryNode, GRANARY_VERSION } from "../node/granary-node.js";
 import { createLogger, errFields } from "../telemetry/logger.js";
+import { RecentEvents } from "../telemetry/recent-events.js";
+import { startTracing } from "../telemetry/tracing.js";
 import { helpText, parseCommand, type OptionSpec } from "./options.js";
 
 export const SERVE_OPTIONS: readonly OptionSpec[] = [
@@ -20,9 +22,12 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { name: "node-id", kind: "string", help: "node id (default: the certificate's node name, else the host name)" },
   { name: "capacity", kind: "bytes", default: "0", help: "byte budget for stored artifacts, e.g. 50GiB; least recently used data is evicted locally when full; 0 = unbounded" },
   { name: "idle-timeout-ms", kind: "int", default: String(DEFAULT_IDLE_TIMEOUT_MS), help: "per-message idle timeout on peer streams (both directions)" },
+  { name: "peer-window-bytes", kind: "bytes", default: String(DEFAULT_PEER_WINDOW_BYTES), help: "HTTP/2 flow-control window of peer connections; size it >= 2 x bandwidth x RTT" },
   { name: "staging-budget-bytes", kind: "bytes", default: String(DEFAULT_STAGING_BUDGET_BYTES), help: "bytes reserved by in-flight replicated bodies; fetches wait when full" },
   { name: "replication-bandwidth-bytes-per-second", kind: "bytes", default: "0", help: "shared limit for all peer transfers; 0 = off" },
   { name: "shutdown-grace-ms", kind: "int", default: String(DEFAULT_SHUTDOWN_GRACE_MS), help: "on SIGTERM, time to drain in-flight streams before cutting them" },
+  { name: "ops-listen", kind: "string", help: `ops listener HOST:PORT: /metrics (Prometheus), /livez, /readyz, status page at /; "off" disables (default ${DEFAULT_OPS_LISTEN})` },
+  { name: "tracing", kind: "boolean", help: "export OpenTelemetry traces over OTLP even without OTEL_EXPORTER_OTLP_ENDPOINT (on by itself when an endpoint is set; OTEL_* variables configure it)" },
   { name: "log-level", kind: "string", default: "info", help: "trace, debug, info, warn, error" },
   { name: "config", kind: "string", help: "JSON file with any of these settings by flag name, e.g. {\"data-dir\": \"/var/lib/granary\"}" },
   { name: "help", kind: "boolean", short: "h", help: "show this help", noEnv: true },
@@ -54,21 +59,40 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     nodeId: values["node-id"] as string | undefined,
     capacityBytes: values["capacity"] as number,
     idleTimeoutMs: values["idle-timeout-ms"] as number,
+    peerWindowBytes: values["peer-window-bytes"] as number,
     stagingBudgetBytes: values["staging-budget-bytes"] as number,
     replicationBandwidthBytesPerSecond: values["replication-bandwidth-bytes-per-second"] as number,
     shutdownGraceMs: values["shutdown-grace-ms"] as number,
+    // The default address is best-effort (a second node on one host must still start); an
+    // address the operator gave must work.
+    opsListen: (values["ops-listen"] as string | undefined) ?? DEFAULT_OPS_LISTEN,
+    opsListenRequired: values["ops-listen"] !== undefined,
   });
-  const log = createLogger({ level: values["log-level"] as string });
-  const node = await GranaryNode.start(config, log);
+  const recentEvents = new RecentEvents();
+  const log = createLogger({ level: values["log-level"] as string, recent: recentEvents });
+  // Before the node: spans of its startup are exported too.
+  const tracing = await startTracing({ force: Boolean(values["tracing"]), version: GRANARY_VERSION });
+  log.info({ event: "tracing", enabled: tracing.enabled, reason: tracing.reason }, `tracing ${tracing.enabled ? "on" : "off"}: ${tracing.reason}`);
+  let node: GranaryNode;
+  try {
+    node = await GranaryNode.start(config, log, { recentEvents });
+  } catch (e) {
+    await tracing.shutdown();
+    throw e;
+  }
+  tracing.setIdentity(node.store.nodeId, node.store.incarnation);
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log.info({ event: "signal", signal }, `received ${signal}`);
       process.off("SIGTERM", onTerm);
       process.off("SIGINT", onInt);
-      node.close().then(resolve, (e: unknown) => {
-        log.error({ event: "shutdown.failed", ...errFields(e) }, "shutdown failed");
-        resolve();
-      });
+      node
+        .close()
+        .catch((e: unknown) => log.error({ event: "shutdown.failed", ...errFields(e) }, "shutdown failed"))
+        // Flush the last spans (the pass that was running, the drain) before exiting.
+        .then(() => tracing.shutdown())
+        .catch((e: unknown) => log.warn({ event: "tracing.shutdown_failed", ...errFields(e) }, "exporting the last spans failed"))
+        .then(resolve, resolve);
     };
     const onTerm = (): void => stop("SIGTERM");
     const onInt = (): void => stop("SIGINT");

@@ -34,19 +34,29 @@ export interface NodeConfig {
   readonly peerAllow: readonly string[];
   /** Per-message idle timeout on peer streams, both directions. */
   readonly idleTimeoutMs: number;
+  /** HTTP/2 flow-control window of peer connections (stream and connection), bytes. */
+  readonly peerWindowBytes: number;
   /** Bytes reserved by in-flight replicated bodies; fetches wait when it is full. */
   readonly stagingBudgetBytes: number;
   /** Shared limit for all peer transfers; 0 = off. */
   readonly replicationBandwidthBytesPerSecond: number;
   /** Time to drain in-flight streams on shutdown before they are cut. */
   readonly shutdownGraceMs: number;
+  /** Ops listener (/metrics, /livez, /readyz, status page); undefined = off. `granary serve` defaults to DEFAULT_OPS_LISTEN. */
+  readonly opsListen: HostPort | undefined;
+  /** When false (the CLI's default address), a busy ops port is logged and the node runs without it. */
+  readonly opsListenRequired: boolean;
 }
 
 export const DEFAULT_LISTEN = "127.0.0.1:7070";
 export const DEFAULT_PEER_LISTEN = "127.0.0.1:7443";
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+/** 2 x (1 Gbit/s x 100 ms) = 25 MB, rounded up: one stream alone can fill such a link. */
+export const DEFAULT_PEER_WINDOW_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_STAGING_BUDGET_BYTES = 1 << 30;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+/** Where `granary serve` puts the ops listener unless told otherwise (the OTel Prometheus port). */
+export const DEFAULT_OPS_LISTEN = "127.0.0.1:9464";
 
 export class ConfigError extends Error {
   readonly code = "CONFIG";
@@ -86,9 +96,14 @@ export interface RawNodeConfig {
   peers?: readonly string[] | undefined;
   peerAllow?: readonly string[] | undefined;
   idleTimeoutMs?: number | undefined;
+  peerWindowBytes?: number | undefined;
   stagingBudgetBytes?: number | undefined;
   replicationBandwidthBytesPerSecond?: number | undefined;
   shutdownGraceMs?: number | undefined;
+  /** HOST:PORT, or "off"; default off. */
+  opsListen?: string | undefined;
+  /** Default true when opsListen is given. */
+  opsListenRequired?: boolean | undefined;
 }
 
 /** Merges defaults and validates; throws ConfigError naming the first bad field. */
@@ -123,11 +138,14 @@ export function resolveNodeConfig(raw: RawNodeConfig): NodeConfig {
     peers,
     peerAllow: raw.peerAllow ?? [],
     idleTimeoutMs,
+    peerWindowBytes: nonNegativeInt("peer-window-bytes", raw.peerWindowBytes ?? DEFAULT_PEER_WINDOW_BYTES),
     stagingBudgetBytes: nonNegativeInt("staging-budget-bytes", raw.stagingBudgetBytes ?? DEFAULT_STAGING_BUDGET_BYTES),
     replicationBandwidthBytesPerSecond: nonNegativeInt(
       "replication-bandwidth-bytes-per-second",
       raw.replicationBandwidthBytesPerSecond ?? 0,
     ),
     shutdownGraceMs: nonNegativeInt("shutdown-grace-ms", raw.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS),
+    opsListen: raw.opsListen === undefined || raw.opsListen.trim() === "off" ? undefined : parseHostPort("ops-listen", raw.opsListen),
+    opsListenRequired: raw.opsListenRequired ?? true,
   };
 }

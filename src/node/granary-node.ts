@@ -24,6 +24,10 @@ import { errFields, type Logger } from "../telemetry/logger.js";
 import { createConnectHandler, kPeerIdentity, resetStream } from "../transport/connect-handler.js";
 import { withSendDeadline } from "../transport/deadlines.js";
 import type { Failpoints } from "../util/failpoints.js";
+import { createNodeMetrics, type NodeMetrics } from "../ops/metrics.js";
+import { startOpsServer, type OpsServer } from "../ops/ops-server.js";
+import type { RecentEvents } from "../telemetry/recent-events.js";
+import { observeInterceptor } from "../telemetry/rpc-observe.js";
 import { createGrpcJsPeerClient } from "../transport/peer-client-grpcjs.js";
 import type { PeerClientFactory } from "../transport/peer-client.js";
 import { createPeerServer, createPublicServer, type ListeningServer } from "../transport/server.js";
@@ -42,6 +46,10 @@ export interface NodeHooks {
   readonly peerDropAfterMs?: number;
   /** Failpoints of the serving side of the peer plane. */
   readonly failpoints?: Failpoints;
+  /** The logger's ring of recent warnings/errors (createLogger's `recent`), shown on the status page. */
+  readonly recentEvents?: RecentEvents;
+  /** Export process_* / nodejs_* metrics too. Default true. */
+  readonly processMetrics?: boolean;
 }
 
 /** The node name in a certificate's identity URI SAN, if any. */
@@ -65,6 +73,8 @@ export class GranaryNode {
   private replicator: Replicator | undefined;
   private advertise = "";
   private readonly log: Logger;
+  private readonly metrics: NodeMetrics;
+  private opsServer: OpsServer | undefined;
 
   private constructor(
     readonly config: NodeConfig,
@@ -73,6 +83,11 @@ export class GranaryNode {
     private readonly hooks: NodeHooks,
   ) {
     this.log = log.child({ nodeId: store.nodeId });
+    this.metrics = createNodeMetrics(this, hooks.processMetrics === undefined ? {} : { processMetrics: hooks.processMetrics });
+    this.readiness.onChange(() => {
+      const ready = this.readiness.isReady();
+      this.log.info({ event: "readiness.changed", ready, reason: this.readiness.reason() }, `${ready ? "ready" : "not ready"}: ${this.readiness.reason()}`);
+    });
   }
 
   static async start(config: NodeConfig, log: Logger, hooks: NodeHooks = {}): Promise<GranaryNode> {
@@ -88,6 +103,7 @@ export class GranaryNode {
     });
     const node = new GranaryNode(config, store, log, hooks);
     try {
+      await node.startOps();
       await node.listen();
       await node.startReplication();
     } catch (e) {
@@ -103,9 +119,41 @@ export class GranaryNode {
       resetStream(ctx.values);
     });
 
+  /** The ops listener first, so /livez and /readyz answer while the node starts. */
+  private async startOps(): Promise<void> {
+    const at = this.config.opsListen;
+    if (!at) return;
+    try {
+      this.opsServer = await startOpsServer({
+        host: at.host,
+        port: at.port,
+        metrics: this.metrics,
+        source: this,
+        readiness: this.readiness,
+        ...(this.hooks.recentEvents ? { recentEvents: () => this.hooks.recentEvents!.list() } : {}),
+        onError: (err, path) => this.log.warn({ event: "ops.request_failed", path, ...errFields(err) }, `ops listener: ${path} failed`),
+      });
+    } catch (e) {
+      if (this.config.opsListenRequired) throw e;
+      this.log.warn({ event: "ops.disabled", address: formatHostPort(at), ...errFields(e) }, "ops listener not started (default port busy): no /metrics, /readyz or status page; set --ops-listen");
+    }
+  }
+
+  /** Bound address of the ops listener (undefined when off). */
+  get opsAddress(): HostPort | undefined {
+    return this.opsServer?.address();
+  }
+
   private async listen(): Promise<void> {
     const { config, log } = this;
-    const interceptors = [errorInterceptor(log)];
+    const observe = (listener: "public" | "peer") =>
+      observeInterceptor({
+        observer: this.metrics.rpcObserver(listener),
+        traced: { listener, callerName: (values) => (values as HandlerContext["values"]).get(kPeerIdentity)?.nodeName },
+      });
+    // Outermost first: the span and the latency cover the whole call, and see the codes the
+    // error interceptor mapped.
+    const interceptors = [observe("peer"), errorInterceptor(log)];
     if (config.tlsCa && config.tlsCert && config.tlsKey) {
       const handler = createConnectHandler({
         routes: (router) =>
@@ -150,7 +198,7 @@ export class GranaryNode {
         status: this,
         sendDeadline: (ctx, src) => this.sendDeadline(ctx, src, PUBLIC_SEND_DEADLINE_MS),
       }),
-      interceptors,
+      interceptors: [observe("public"), errorInterceptor(log)],
     });
     this.publicServer = await createPublicServer({
       handler,
@@ -165,6 +213,7 @@ export class GranaryNode {
         tls: config.publicTls,
         dataDir: config.dataDir,
         incarnation: this.store.incarnation,
+        opsAddress: this.opsServer ? formatHostPort(this.opsServer.address()) : undefined,
       },
       "listening",
     );
@@ -172,16 +221,15 @@ export class GranaryNode {
 
   private async startReplication(): Promise<void> {
     const { config, log } = this;
-    const ready = (reason: string): void => {
-      if (this.readiness.markReady(reason)) log.info({ event: "readiness.changed", ready: true, reason }, `ready: ${reason}`);
-    };
+    // readiness.changed is logged by the onChange subscription (constructor).
+    const ready = (reason: string): void => void this.readiness.markReady(reason);
     if (!this.peerServer || !config.tlsCa || !config.tlsCert || !config.tlsKey) {
       ready("no peer plane: ready once the store is open");
       return;
     }
     const tls = { ca: readFileSync(config.tlsCa), cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) };
     const factory: PeerClientFactory =
-      this.hooks.peerClientFactory ?? ((address, serverName) => createGrpcJsPeerClient(address, { tls, idleTimeoutMs: config.idleTimeoutMs }, serverName));
+      this.hooks.peerClientFactory ?? ((address, serverName) => createGrpcJsPeerClient(address, { tls, idleTimeoutMs: config.idleTimeoutMs, channel: { flowControlWindowBytes: config.peerWindowBytes } }, serverName));
     this.readiness.pending("catching up with peers");
     this.replicator = new Replicator({
       store: this.store,
@@ -293,6 +341,8 @@ export class GranaryNode {
           s.close(this.config.shutdownGraceMs).catch((e: unknown) => this.log.warn({ event: "shutdown.server_close_failed", ...errFields(e) }, "closing a listener failed")),
         ),
       );
+      // Scrapes read the store: stop them before it closes.
+      await this.opsServer?.close();
       await this.store.close();
       this.log.info({ event: "shutdown.done" }, "stopped");
     })();

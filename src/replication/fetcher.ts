@@ -19,6 +19,8 @@ import { kindToWireNumber } from "./wire.js";
 import type { BandwidthLimiter } from "./bandwidth-limiter.js";
 import type { SingleFlight } from "./single-flight.js";
 import type { StagingBudget } from "./staging-budget.js";
+import { ATTR, SPAN } from "../telemetry/names.js";
+import { activeContext, endSpan, spanEvent, startSpan, withContext, withSpan, type Context } from "../telemetry/spans.js";
 
 /** Bodies at least this large get a stream of their own. */
 export const LARGE_BODY_BYTES = 1 << 20;
@@ -49,6 +51,8 @@ export interface FetchProgress {
   onApplied(m: Manifest, outcome: ApplyOutcome): void;
   onFailed(m: Manifest, err: unknown): void;
   onMissing(m: Manifest, reason: string): void;
+  /** Already here (pre-check or the store's idempotent apply): nothing fetched or written. */
+  onSkipped?(m: Manifest): void;
 }
 
 export interface FetchContext {
@@ -138,10 +142,47 @@ export function planTasks<T extends { manifest: Manifest }>(items: readonly T[])
   return tasks;
 }
 
-/** Runs one ReadBodies stream for `items` and applies each body as it arrives. */
-async function runTask(ctx: FetchContext, items: readonly Item[]): Promise<void> {
+/**
+ * runTask in a span of its own (replication.body_fetch: peer, bodies, bytes, outcome), child of
+ * `parent` — the page that asked for the bodies; passed explicitly because p-limit runs the
+ * task from whichever task finished before it.
+ */
+async function runTracedTask(ctx: FetchContext, items: readonly Item[], parent: Context): Promise<void> {
   const bytes = items.reduce((n, it) => n + it.manifest.size, 0);
+  const { span, ctx: spanCtx } = startSpan(SPAN.bodyFetch, {
+    parent,
+    attributes: { [ATTR.peerAddress]: ctx.client.address, [ATTR.bodies]: items.length, [ATTR.bytes]: bytes },
+  });
+  try {
+    await withContext(spanCtx, () => runTask(ctx, items, bytes));
+  } catch (e) {
+    span.setAttribute(ATTR.outcome, "aborted");
+    endSpan(span, e);
+    throw e;
+  }
+  if (!span.isRecording()) {
+    span.end();
+    return;
+  }
+  // Every item is settled by now (runTask settles what the stream did not answer).
+  const settled = await Promise.allSettled(items.map((it) => it.done.promise));
+  const failed = settled.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+  const count = (v: ApplyOutcome | "missing"): number => settled.filter((r) => r.status === "fulfilled" && r.value === v).length;
+  span.setAttributes({
+    [ATTR.applied]: count("applied"),
+    [ATTR.skipped]: count("skipped"),
+    [ATTR.missing]: count("missing"),
+    [ATTR.failed]: failed.length,
+    [ATTR.outcome]: failed.length === 0 ? "ok" : failed.length === items.length ? "failed" : "partial",
+  });
+  endSpan(span, failed.length > 0 ? failed[0]!.reason : undefined);
+}
+
+/** Runs one ReadBodies stream for `items` and applies each body as it arrives. */
+async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number): Promise<void> {
+  const waitStart = performance.now();
   const release = await ctx.staging.reserve(bytes, ctx.signal);
+  spanEvent("staging reserved", { [ATTR.bytes]: bytes, "granary.wait_ms": Math.round(performance.now() - waitStart) });
   try {
     const stream = ctx.client.readBodies(
       {
@@ -195,7 +236,16 @@ async function runTask(ctx: FetchContext, items: readonly Item[]): Promise<void>
       }
       let outcome: ApplyOutcome;
       try {
-        outcome = await ctx.store.apply(it.manifest, body(), ctx.signal);
+        // A span per large body; small ones are counted on the body_fetch span (a pass over a
+        // million small artifacts must not make a million spans).
+        outcome =
+          it.manifest.size >= LARGE_BODY_BYTES
+            ? await withSpan(SPAN.storeApply, { attributes: { [ATTR.namespace]: it.manifest.namespace, [ATTR.key]: it.manifest.key, [ATTR.bytes]: it.manifest.size } }, async (span) => {
+                const o = await ctx.store.apply(it.manifest, body(), ctx.signal);
+                span.setAttribute(ATTR.outcome, o);
+                return o;
+              })
+            : await ctx.store.apply(it.manifest, body(), ctx.signal);
       } catch (e) {
         if (e instanceof BodyStreamError) throw e;
         if (!isBodyFailure(e)) throw new StoreApplyError(`applying ${it.manifest.key} failed`, { cause: e });
@@ -237,7 +287,10 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
         else if (outcome === "applied") {
           result.applied++;
           ctx.progress.onApplied(m, outcome);
-        } else result.skipped++;
+        } else {
+          result.skipped++;
+          ctx.progress.onSkipped?.(m);
+        }
       },
       (e: unknown) => {
         if (e instanceof StoreApplyError) {
@@ -251,6 +304,7 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
   for (const m of manifests) {
     if (ctx.store.has(m)) {
       result.skipped++;
+      ctx.progress.onSkipped?.(m);
       continue;
     }
     const done = deferred<ApplyOutcome | "missing">();
@@ -258,8 +312,9 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
     if (claim.leader) mine.push({ manifest: m, done });
     waits.push(settle(m, claim.promise));
   }
+  const parent = activeContext();
   const tasks = planTasks(mine).map((items) =>
-    ctx.streams(() => runTask(ctx, items)).catch((e: unknown) => {
+    ctx.streams(() => runTracedTask(ctx, items, parent)).catch((e: unknown) => {
       storeFailure ??= e;
       for (const it of items) if (!it.done.settled) it.done.reject(e);
     }),

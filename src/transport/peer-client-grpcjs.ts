@@ -4,12 +4,19 @@
  * and every failure becomes a PeerRpcError with a stable code and the refusal trailer.
  * Hello, which carries no body, is the one call with a total deadline (connect timeout plus a
  * margin).
+ *
+ * Tracing: each call is a CLIENT span (child of the context active when the call was made)
+ * whose W3C trace context travels in the call's metadata (traceparent), so the peer's server
+ * span joins the same trace. grpc-js's auto-instrumentation is not used: it needs an ESM
+ * loader hook and does nothing inside test runners.
  */
 import * as grpc from "@grpc/grpc-js";
 import { ReplicationService } from "../gen/granary/replication/v1/replication_pb.js";
 import { idleTimeout, IdleTimeoutError } from "./deadlines.js";
-import { createPeerGrpcClient, type PeerChannelOptions, type PeerTlsPem } from "./peer-channel.js";
+import { createPeerGrpcClient, DEFAULT_PEER_CONNECT_TIMEOUT_MS, waitForChannelReady, type PeerChannelOptions, type PeerTlsPem } from "./peer-channel.js";
 import { PeerRpcError, type PeerClient, type PeerRpcCode, type PeerStreamCounters } from "./peer-client.js";
+import { ATTR } from "../telemetry/names.js";
+import { activeContext, endSpan, SpanKind, startSpan, traceHeaders, type Context, type Span } from "../telemetry/spans.js";
 
 export interface GrpcJsPeerClientOptions {
   readonly tls: PeerTlsPem;
@@ -55,25 +62,54 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
   let peakInFlight = 0;
   let closed = false;
 
-  function stream<T>(method: string, start: () => grpc.ClientReadableStream<T>, signal: AbortSignal): AsyncIterable<T> {
+  /** A CLIENT span for one call and the metadata carrying its trace context. */
+  function traced(method: string, parent: Context): { span: Span; metadata: grpc.Metadata } {
+    const { span, ctx } = startSpan(`${ReplicationService.typeName}/${method}`, {
+      kind: SpanKind.CLIENT,
+      parent,
+      attributes: { [ATTR.rpcSystem]: "grpc", [ATTR.rpcService]: ReplicationService.typeName, [ATTR.rpcMethod]: method, [ATTR.serverAddress]: target },
+    });
+    const metadata = new grpc.Metadata();
+    for (const [k, v] of Object.entries(traceHeaders(ctx))) metadata.set(k, v);
+    return { span, metadata };
+  }
+
+  function endCall(span: Span, err: unknown, aborted: boolean): void {
+    const code = (err as Partial<grpc.ServiceError> | undefined)?.code;
+    span.setAttribute(ATTR.rpcGrpcStatusCode, err === undefined ? grpc.status.OK : typeof code === "number" ? code : aborted ? grpc.status.CANCELLED : grpc.status.UNKNOWN);
+    endSpan(span, aborted ? undefined : err);
+  }
+
+  function stream<T>(method: string, start: (metadata: grpc.Metadata) => grpc.ClientReadableStream<T>, signal: AbortSignal): AsyncIterable<T> {
+    // The caller's context, taken when the call is made (not when the stream is first pulled).
+    const parent = activeContext();
     return {
       async *[Symbol.asyncIterator]() {
         signal.throwIfAborted();
-        const call = start();
+        const { span, metadata } = traced(method, parent);
+        let failure: unknown;
+        let messages = 0;
+        const call = start(metadata);
         inFlight++;
         opened++;
         peakInFlight = Math.max(peakInFlight, inFlight);
         const onAbort = (): void => call.cancel();
         signal.addEventListener("abort", onAbort, { once: true });
         try {
-          yield* idleTimeout(call as AsyncIterable<T>, options.idleTimeoutMs, () => call.cancel(), { signal });
+          for await (const m of idleTimeout(call as AsyncIterable<T>, options.idleTimeoutMs, () => call.cancel(), { signal })) {
+            messages++;
+            yield m;
+          }
         } catch (e) {
+          failure = e;
           if (signal.aborted) throw signal.reason;
           throw toPeerError(address, method, e);
         } finally {
           signal.removeEventListener("abort", onAbort);
           inFlight--;
           call.cancel();
+          span.setAttribute(ATTR.messages, messages);
+          endCall(span, failure, signal.aborted);
         }
       },
     };
@@ -81,12 +117,22 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
 
   return {
     address,
-    hello(req, signal) {
+    async hello(req, signal) {
+      // The connect timeout: TCP + TLS + HTTP/2 up within 5 s, or UNAVAILABLE. Streams opened
+      // later on this channel fail fast if the connection is down (no waitForReady).
+      try {
+        await waitForChannelReady(client, options.channel?.connectTimeoutMs ?? DEFAULT_PEER_CONNECT_TIMEOUT_MS, signal);
+      } catch (e) {
+        if (signal.aborted) throw signal.reason;
+        throw new PeerRpcError("UNAVAILABLE", `cannot connect to ${address}`, undefined, { cause: e });
+      }
       return new Promise((resolve, reject) => {
         signal.throwIfAborted();
         const deadline = Date.now() + (options.helloTimeoutMs ?? 10_000);
-        const call = client.hello(req, new grpc.Metadata(), { deadline }, (err, res) => {
+        const { span, metadata } = traced("Hello", activeContext());
+        const call = client.hello(req, metadata, { deadline }, (err, res) => {
           signal.removeEventListener("abort", onAbort);
+          endCall(span, err ?? undefined, signal.aborted);
           if (err || !res) reject(toPeerError(address, "Hello", err ?? new Error("empty answer")));
           else resolve(res);
         });
@@ -94,9 +140,9 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         signal.addEventListener("abort", onAbort, { once: true });
       });
     },
-    follow: (req, signal) => stream("Follow", () => client.follow(req), signal),
-    listManifests: (req, signal) => stream("ListManifests", () => client.listManifests(req), signal),
-    readBodies: (req, signal) => stream("ReadBodies", () => client.readBodies(req), signal),
+    follow: (req, signal) => stream("Follow", (md) => client.follow(req, md), signal),
+    listManifests: (req, signal) => stream("ListManifests", (md) => client.listManifests(req, md), signal),
+    readBodies: (req, signal) => stream("ReadBodies", (md) => client.readBodies(req, md), signal),
     counters(): PeerStreamCounters {
       return { inFlight, opened, peakInFlight };
     },

@@ -21,6 +21,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InvalidOptionError } from "./errors.js";
 import { ConnectTimeoutError, DEFAULT_PEER_CONNECT_TIMEOUT_MS, DEFAULT_PEER_SERVER_NAME, peerServerIdentityCheck, type PeerTlsPem } from "./peer-channel.js";
 import { TunedSessionManager } from "./tuned-session-manager.js";
+import { clientTraceInterceptor } from "../telemetry/rpc-observe.js";
 
 const MiB = 1024 * 1024;
 
@@ -121,7 +122,9 @@ export function createPeerConnectTransport(options: PeerTransportOptions): PeerT
     acceptCompression: [],
     readMaxBytes: options.readMaxBytes ?? DEFAULT_PEER_READ_MAX_BYTES,
     writeMaxBytes: 4 * MiB + 64 * 1024,
-    ...(options.interceptors !== undefined ? { interceptors: options.interceptors } : {}),
+    // Trace context (traceparent) rides in the request headers, so the peer's server span
+    // joins the caller's trace; then the caller's own interceptors.
+    interceptors: [clientTraceInterceptor(), ...(options.interceptors ?? [])],
   });
   return { transport, sessionManager, close: () => sessionManager.abort() };
 }
