@@ -42,6 +42,12 @@ export interface SegmentRow {
   readonly lastAccess: number;
   /** Records below this offset were verified and reconciled; recovery scans from here. */
   readonly checkpoint: number;
+  /**
+   * Evicted: its artifacts are gone from the index and its file is being (or was) unlinked. The
+   * row stays until the unlink is durable, so a crash in between does not resurrect the file's
+   * records at the next open.
+   */
+  readonly evicted?: boolean;
 }
 
 interface FeedRow {
@@ -267,7 +273,7 @@ export class IndexTx {
     return entriesInSegment(this.#db, seg, fromOffset);
   }
 
-  /** Drops every artifact stored in `seg` and the segment's row; counts them as evicted. */
+  /** Drops every artifact stored in `seg`, marks the segment evicted; counts them as evicted. */
   evictSegment(seg: number): { artifacts: number; bytes: number } {
     let artifacts = 0;
     let bytes = 0;
@@ -280,7 +286,8 @@ export class IndexTx {
         this.#db.bySegment.removeSync(segmentKey(seg, off));
       }
     }
-    this.deleteSegment(seg);
+    const row = this.segment(seg);
+    this.putSegment(seg, { sealed: true, lastAccess: row?.lastAccess ?? 0, checkpoint: row?.checkpoint ?? 0, evicted: true });
     this.#add(SYS.evictedCount, artifacts);
     return { artifacts, bytes };
   }

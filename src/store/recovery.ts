@@ -80,6 +80,23 @@ export async function recoverSegments(ctx: RecoveryContext): Promise<RecoveryRes
   const rows = index.segmentRows();
   let maxVersion = 0n;
 
+  // Segments evicted before the last stop: finish removing them.
+  let unlinkedAny = false;
+  for (const [id, row] of rows) {
+    if (!row.evicted) continue;
+    if (files.delete(id)) {
+      await unlink(segmentPath(ctx.segmentsDir, id));
+      unlinkedAny = true;
+    }
+    const entries = index.entriesInSegment(id);
+    index.commitNow((tx) => {
+      for (const { off, idKey } of entries) tx.dropArtifact(idKey, id, off);
+      tx.deleteSegment(id);
+    });
+    rows.delete(id);
+  }
+  if (unlinkedAny) await syncDirectory(ctx.segmentsDir);
+
   // Index entries in segments whose file is gone.
   for (const [id] of rows) {
     if (files.has(id)) continue;

@@ -580,9 +580,11 @@ class GranaryStore implements Store {
       await syncDirectory(this.#segmentsDir);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
+        // The index no longer points into it, and its row says evicted: the next open unlinks it.
         throw new StoreIoError(`removing evicted segment ${target.id} failed`, { cause: error });
       }
     }
+    this.#trackBackground(this.#index.commit((tx) => tx.deleteSegment(target.id)).catch(() => {}));
     this.#emit({ type: "evicted", segment: target.id, artifacts: result.artifacts, bytes: target.size });
     return true;
   }

@@ -34,7 +34,11 @@ export interface StoreOptions {
   readonly dataDir: string;
   /** Node id to record for a new data dir; an existing data dir keeps the one it has unless this differs (then the new one is recorded). */
   readonly nodeId?: string;
-  /** Byte budget for live data; 0 = unbounded. Default 0. */
+  /**
+   * Byte budget for segment files on disk (live and dead records, plus writes in flight);
+   * 0 = unbounded. Only sealed segments are evicted, so leave room for lanes × segmentMaxBytes.
+   * Default 0.
+   */
   readonly capacityBytes?: number;
   /** Segment files are sealed once they reach this size. Default 256 MiB. */
   readonly segmentMaxBytes?: number;
@@ -42,7 +46,10 @@ export interface StoreOptions {
   readonly feedMaxEntries?: number;
   /** Writer lanes (active segments written concurrently). Default 4. */
   readonly lanes?: number;
-  /** Called for events worth a log line (corruption found, eviction, recovery). */
+  /**
+   * Called for events worth a log line (corruption found, eviction, recovery). A corrupt-record
+   * found by a recovery scan whose trailer is unreadable has an empty namespace and key.
+   */
   readonly onEvent?: (event: StoreEvent) => void;
 }
 
@@ -108,6 +115,7 @@ export interface StoreUsage {
   readonly capacityBytes: number;
   readonly artifactCount: number;
   readonly segmentCount: number;
+  /** Artifacts removed by capacity eviction since the data dir was created. */
   readonly evictedCount: number;
 }
 
@@ -144,6 +152,7 @@ export interface Store {
 
   /** Small persistent key/value state for other layers (replication cursors, peers). */
   getMeta<T>(key: string): T | undefined;
+  /** Durable when resolved. Values are msgpack-encoded plain data; undefined deletes the key. */
   putMeta(key: string, value: unknown): Promise<void>;
 
   usage(): StoreUsage;
