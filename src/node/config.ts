@@ -109,10 +109,13 @@ export interface RawNodeConfig {
 /** Merges defaults and validates; throws ConfigError naming the first bad field. */
 export function resolveNodeConfig(raw: RawNodeConfig): NodeConfig {
   if (!raw.dataDir) throw new ConfigError("data-dir", "is required (where artifacts and the index live)");
-  const tlsFiles = [raw.tlsCa, raw.tlsCert, raw.tlsKey].filter((v) => v !== undefined).length;
-  if (tlsFiles !== 0 && tlsFiles !== 3) {
-    throw new ConfigError("tls-ca", "--tls-ca, --tls-cert and --tls-key go together (files from `granary certs`)");
+  if ((raw.tlsCert === undefined) !== (raw.tlsKey === undefined)) {
+    throw new ConfigError("tls-cert", "--tls-cert and --tls-key go together (files from `granary certs issue`)");
   }
+  if (raw.tlsCa !== undefined && raw.tlsCert === undefined) {
+    throw new ConfigError("tls-ca", "the peer plane needs this node's --tls-cert and --tls-key as well as --tls-ca");
+  }
+  const tlsFiles = [raw.tlsCa, raw.tlsCert, raw.tlsKey].filter((v) => v !== undefined).length;
   if (raw.publicTls && (!raw.tlsCert || !raw.tlsKey)) {
     throw new ConfigError("public-tls", "needs --tls-cert and --tls-key");
   }
@@ -120,7 +123,7 @@ export function resolveNodeConfig(raw: RawNodeConfig): NodeConfig {
   for (const p of peers) {
     if (!/^https:\/\/[^/]+:\d+\/?$/.test(p)) throw new ConfigError("peers", `peer address must look like https://HOST:PORT, got "${p}"`);
   }
-  if (peers.length > 0 && tlsFiles === 0) throw new ConfigError("peers", "peers need the mesh's mTLS material (--tls-ca, --tls-cert, --tls-key)");
+  if (peers.length > 0 && tlsFiles !== 3) throw new ConfigError("peers", "peers need the mesh's mTLS material (--tls-ca, --tls-cert, --tls-key)");
   const idleTimeoutMs = nonNegativeInt("idle-timeout-ms", raw.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
   if (idleTimeoutMs < 100) throw new ConfigError("idle-timeout-ms", "must be at least 100");
   const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(p));

@@ -298,7 +298,9 @@ export class GranaryNode {
       bootstrapDoneBytes: BigInt(b?.doneBytes ?? 0),
       bootstrapTotalArtifacts: BigInt(b?.totalArtifacts ?? 0),
       bootstrapDoneArtifacts: BigInt(b?.doneArtifacts ?? 0),
-      stalled: false,
+      // Stalled, not slow: streams are open but nothing arrived for half the idle timeout
+      // (a quiet Follow gets a heartbeat every third of it).
+      stalled: link.clientCounters().inFlight > 0 && s.lastProgressMs > 0 && Date.now() - s.lastProgressMs > this.config.idleTimeoutMs / 2,
       streamsInFlight: link.streamCounts().active,
       lastContactMs: BigInt(s.lastContactMs),
     });

@@ -86,6 +86,8 @@ export interface PeerLinkStats {
   failedCount: number;
   lastError: string;
   lastContactMs: number;
+  /** Last time a stream from this peer delivered anything (bytes, a page, a heartbeat). */
+  lastProgressMs: number;
   bootstrap: { totalArtifacts: number; totalBytes: number; doneArtifacts: number; doneBytes: number; startedMs: number } | undefined;
   passes: number;
   rate: RateMeter;
@@ -134,6 +136,7 @@ export class PeerLink {
     failedCount: 0,
     lastError: "",
     lastContactMs: 0,
+    lastProgressMs: 0,
     bootstrap: undefined,
     passes: 0,
     rate: new RateMeter(),
@@ -205,7 +208,7 @@ export class PeerLink {
           { nodeId: this.deps.self.nodeId, incarnation: this.deps.self.incarnation, advertiseAddress: this.deps.self.advertiseAddress, capabilities: ["follow.v1"] },
           signal,
         );
-        this.stats.lastContactMs = Date.now();
+        this.stats.lastContactMs = this.stats.lastProgressMs = Date.now();
         this.stats.nodeId = hello.nodeId;
         this.stats.incarnation = hello.incarnation;
         this.stats.headSeq = Number(hello.feedHead);
@@ -279,6 +282,7 @@ export class PeerLink {
     };
     const progress: FetchProgress = {
       onBytes: (n) => {
+        stats.lastProgressMs = Date.now();
         stats.bytesFetched += n;
         stats.rate.add(n);
         if (stats.bootstrap) stats.bootstrap.doneBytes += n;
@@ -427,7 +431,7 @@ export class PeerLink {
       );
       for await (const page of pages) {
         this.progressTicks++;
-        this.stats.lastContactMs = Date.now();
+        this.stats.lastContactMs = this.stats.lastProgressMs = Date.now();
         if (snapshotHead < 0) {
           snapshotHead = Number(page.snapshotHead);
           await this.deps.store.putMeta(key, { ...state, snapshotHead } satisfies BootstrapState);
@@ -505,7 +509,7 @@ export class PeerLink {
     caughtUp();
     const ctx = this.fetchContext(signal, () => undefined);
     for await (const frame of this.deps.client.follow({ incarnation: hello.incarnation, afterSeq: BigInt(cursor), maxPageItems: this.deps.options.followPageItems }, signal)) {
-      this.stats.lastContactMs = Date.now();
+      this.stats.lastContactMs = this.stats.lastProgressMs = Date.now();
       const f = frame.frame;
       if (f.case === "heartbeat") {
         this.stats.headSeq = Math.max(this.stats.headSeq, Number(f.value.headSeq));
