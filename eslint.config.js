@@ -14,7 +14,7 @@ const nodeGlobals = Object.fromEntries(
 );
 
 export default tseslint.config(
-  { ignores: ["dist/**", "src/gen/**", "node_modules/**", "bench/results/**", "interop/**", "coverage/**"] },
+  { ignores: ["dist/**", "dist-bench/**", "test-artifacts/**", "chaos/results/**", "src/gen/**", "node_modules/**", "bench/results/**", "interop/**", "coverage/**"] },
   {
     files: ["**/*.ts"],
     extends: [tseslint.configs.base],
