@@ -36,7 +36,9 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   th { font-size:12px; color:var(--muted); font-weight:600; }
   .bar { position:relative; height:14px; background:#eef0f3; border-radius:7px; overflow:hidden; min-width:120px; }
   .bar > span { position:absolute; left:0; top:0; bottom:0; background:var(--info); border-radius:7px; }
-  .bar.lag > span { background:var(--warn); }
+  .bar.behind > span { background:var(--warn); }
+  .bar.synced > span { background:var(--ok); }
+  .stale { color:var(--muted); word-break:break-word; }
   .bar-label { font-size:12px; color:var(--muted); }
   dl { display:grid; grid-template-columns:auto 1fr; gap:4px 12px; margin:0; }
   dt { color:var(--muted); } dd { margin:0; font-variant-numeric: tabular-nums; }
@@ -84,7 +86,7 @@ function drawMesh(s) {
   var svg = document.getElementById("mesh-svg"); var ns = "http://www.w3.org/2000/svg"; svg.replaceChildren();
   var cx = 160, cy = 120, r = 85, peers = s.peers || [];
   function node(x, y, label, color, id) {
-    var c = document.createElementNS(ns, "circle"); c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", 16); c.setAttribute("fill", color);
+    var c = document.createElementNS(ns, "circle"); c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", 18); c.setAttribute("fill", color);
     if (id) c.setAttribute("data-peer", id); svg.appendChild(c);
     var t = document.createElementNS(ns, "text"); t.setAttribute("x", x); t.setAttribute("y", y + 30); t.setAttribute("text-anchor", "middle"); t.setAttribute("font-size", "11"); t.textContent = label; svg.appendChild(t);
   }
@@ -121,13 +123,16 @@ function render(doc) {
     var ph = phaseName(p.phase); var phTd = el("td"); var b = el("span", ph, "badge"); b.setAttribute("data-phase", ph);
     b.style.background = PHASE_COLORS[ph] || "var(--idle)"; phTd.appendChild(b); tr.appendChild(phTd);
     var head = num(p.headSeq), cur = num(p.cursorSeq);
-    var lagTd = el("td"); lagTd.appendChild(bar(head > 0 ? cur / head : 1, num(p.lagChanges) + " changes behind, " + num(p.lagSeconds).toFixed(1) + "s (cursor " + cur + "/" + head + ")", "lag")); tr.appendChild(lagTd);
+    var behind = num(p.lagChanges) > 0;
+    var lagTd = el("td"); lagTd.appendChild(bar(head > 0 ? cur / head : 1, behind ? num(p.lagChanges) + " changes behind, " + num(p.lagSeconds).toFixed(1) + "s (cursor " + cur + "/" + head + ")" : "in sync (cursor " + cur + "/" + head + ")", behind ? "behind" : "synced")); tr.appendChild(lagTd);
     var bootTd = el("td"); var tb = num(p.bootstrapTotalBytes), db = num(p.bootstrapDoneBytes), ta = num(p.bootstrapTotalArtifacts), da = num(p.bootstrapDoneArtifacts);
     if (ph === "bootstrapping") bootTd.appendChild(bar(tb > 0 ? db / tb : (ta > 0 ? da / ta : 0), bytes(db) + " / " + bytes(tb) + ", " + da + "/" + ta + " artifacts, ETA " + dur(p.etaSeconds)));
     else bootTd.appendChild(el("span", ph === "following" ? "done" : "–", "muted"));
     tr.appendChild(bootTd);
     tr.appendChild(el("td", bytes(p.bytesFetched) + " in " + num(p.artifactsFetched) + " artifacts, " + bytes(p.rateBytesPerSecond) + "/s" + (num(p.failedCount) ? ", " + num(p.failedCount) + " failed" : "")));
-    tr.appendChild(el("td", p.lastError || "", p.lastError ? "err" : ""));
+    // A healthy link keeps its last error for the record; show it as history, not as an alarm.
+    var healthy = ph === "following" && !behind;
+    tr.appendChild(el("td", p.lastError ? (healthy ? "earlier: " : "") + p.lastError : "", p.lastError ? (healthy ? "stale" : "err") : ""));
     tbody.appendChild(tr);
   });
   document.getElementById("no-peers").hidden = (s.peers || []).length > 0;
