@@ -8,7 +8,7 @@ SHELL := bash
 # --no: never download a tool on the fly; everything comes from `npm ci` (works offline).
 NPX := npx --no --
 
-.PHONY: help setup generate generate-check lint typecheck build test run clean bench bench-smoke
+.PHONY: help setup generate generate-check lint typecheck build test run clean bench bench-smoke chaos chaos-smoke
 
 help: ## List the targets
 	@echo "Granary — make targets:"
@@ -52,3 +52,9 @@ bench: ## Full benchmark (~15-20 min): one node, bootstrap, live lag; writes ben
 bench-smoke: ## Every benchmark scenario at a tiny size (< 3 min); fails if a figure is missing
 	$(NPX) tsc -p tsconfig.bench.json
 	node dist-bench/bench/main.js --smoke
+
+chaos: build ## Reliability suite at full size (long; as root); CHAOS_SEED=<seed> replays, CHAOS_ONLY=<scenario> runs one
+	node chaos/run.mjs
+
+chaos-smoke: build ## Every reliability scenario at a small size (<= 10 min, in CI); CHAOS_SEED=<seed> replays
+	node chaos/run.mjs --smoke

@@ -6,6 +6,7 @@ import { GranaryNode, GRANARY_VERSION } from "../node/granary-node.js";
 import { createLogger, errFields } from "../telemetry/logger.js";
 import { RecentEvents } from "../telemetry/recent-events.js";
 import { startTracing } from "../telemetry/tracing.js";
+import { failpointsFromEnv, FAILPOINTS_ENV } from "../util/failpoints-env.js";
 import { helpText, parseCommand, type OptionSpec } from "./options.js";
 
 export const SERVE_OPTIONS: readonly OptionSpec[] = [
@@ -69,13 +70,16 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     opsListenRequired: values["ops-listen"] !== undefined,
   });
   const recentEvents = new RecentEvents();
+  // Test builds only: nothing happens unless GRANARY_ENABLE_FAILPOINTS=1 is set as well.
+  const failpoints = failpointsFromEnv(process.env);
   const log = createLogger({ level: values["log-level"] as string, recent: recentEvents });
   // Before the node: spans of its startup are exported too.
   const tracing = await startTracing({ force: Boolean(values["tracing"]), version: GRANARY_VERSION });
+  if (failpoints) log.warn({ event: "failpoints.enabled", spec: process.env[FAILPOINTS_ENV] ?? "" }, "failpoints enabled (test only)");
   log.info({ event: "tracing", enabled: tracing.enabled, reason: tracing.reason }, `tracing ${tracing.enabled ? "on" : "off"}: ${tracing.reason}`);
   let node: GranaryNode;
   try {
-    node = await GranaryNode.start(config, log, { recentEvents });
+    node = await GranaryNode.start(config, log, { recentEvents, ...(failpoints ? { failpoints } : {}) });
   } catch (e) {
     await tracing.shutdown();
     throw e;

@@ -9,7 +9,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
-import type { HandlerContext } from "@connectrpc/connect";
+import type { HandlerContext, Interceptor } from "@connectrpc/connect";
 import { NodeStatusSchema, PeerPhase, PeerStatusSchema, StoreUsageSchema, type NodeStatus, type PeerStatus } from "../gen/granary/node/v1/node_pb.js";
 import { errorInterceptor } from "../api/errors.js";
 import { publicRoutes } from "../api/public-routes.js";
@@ -44,7 +44,7 @@ export interface NodeHooks {
   readonly peerClientFactory?: PeerClientFactory;
   readonly replication?: ConstructorParameters<typeof Replicator>[0]["linkOptions"];
   readonly peerDropAfterMs?: number;
-  /** Failpoints of the serving side of the peer plane. */
+  /** Failpoints of the store ("store.*") and of the serving side of the peer plane ("peer.*"; "peer.rpc" before every peer handler). */
   readonly failpoints?: Failpoints;
   /** The logger's ring of recent warnings/errors (createLogger's `recent`), shown on the status page. */
   readonly recentEvents?: RecentEvents;
@@ -62,6 +62,17 @@ function certNodeName(certFile: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/** Innermost interceptor: "peer.rpc" is hit once per call that reached the handlers (tests count them). */
+function failpointInterceptors(fp: Failpoints | undefined): Interceptor[] {
+  if (!fp) return [];
+  return [
+    (next) => async (req) => {
+      await fp.hit("peer.rpc", { procedure: `${req.service.typeName}/${req.method.name}` });
+      return next(req);
+    },
+  ];
 }
 
 export class GranaryNode {
@@ -96,6 +107,7 @@ export class GranaryNode {
       dataDir: config.dataDir,
       nodeId,
       capacityBytes: config.capacityBytes,
+      ...(hooks.failpoints ? { failpoints: hooks.failpoints } : {}),
       onEvent: (event: StoreEvent) => {
         const level = event.type === "corrupt-record" ? "error" : "info";
         log[level]({ event: `store.${event.type}`, ...event }, `store: ${event.type}`);
@@ -153,7 +165,7 @@ export class GranaryNode {
       });
     // Outermost first: the span and the latency cover the whole call, and see the codes the
     // error interceptor mapped.
-    const interceptors = [observe("peer"), errorInterceptor(log)];
+    const interceptors = [observe("peer"), errorInterceptor(log), ...failpointInterceptors(this.hooks.failpoints)];
     if (config.tlsCa && config.tlsCert && config.tlsKey) {
       const handler = createConnectHandler({
         routes: (router) =>

@@ -11,6 +11,7 @@ import { DigestMismatchError, InvalidArgumentError, NoSpaceError, SizeMismatchEr
 import { encodePrefix, encodeTrailer, PREFIX_BYTES, recordLength, trailerCrc } from "./record-format.js";
 import type { ActiveSegment } from "./segment-file.js";
 import type { Manifest } from "./types.js";
+import type { Failpoints } from "../util/failpoints.js";
 import { abortedError } from "./writer-lanes.js";
 
 /** Small chunks are copied into one buffer of this size; big chunks are written directly. */
@@ -23,6 +24,8 @@ export interface RecordSpec {
   readonly expectSize?: number | undefined;
   /** Builds the manifest once the body is complete: the moment a client put is versioned. */
   readonly finish: (digest: string, size: number) => Manifest;
+  /** Test hook "store.record.write": hit after each write of this record's bytes. */
+  readonly failpoints?: Failpoints | undefined;
 }
 
 /** Capacity held by one in-flight write; `ensure` grows it or throws NoSpaceError. */
@@ -110,6 +113,8 @@ export async function writeRecord(
     } catch (error) {
       throw ioError(error, segment);
     }
+    const hit = spec.failpoints?.hit("store.record.write", { recordOffset: start, at: at - start, bytes: bytes.length });
+    if (hit) await hit;
   };
   const flush = async (): Promise<void> => {
     if (bufLen === 0) return;

@@ -4,6 +4,7 @@
  */
 import { InvalidArgumentError } from "./errors.js";
 import type { StoreEvent, StoreOptions } from "./types.js";
+import type { Failpoints } from "../util/failpoints.js";
 
 export const DEFAULT_CAPACITY_BYTES = 0;
 export const DEFAULT_SEGMENT_MAX_BYTES = 256 * 1024 * 1024;
@@ -25,6 +26,7 @@ export interface ResolvedStoreOptions {
   readonly feedMaxEntries: number;
   readonly lanes: number;
   readonly onEvent: (event: StoreEvent) => void;
+  readonly failpoints: Failpoints | undefined;
 }
 
 function integerField(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
@@ -65,5 +67,6 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     feedMaxEntries: integerField("feedMaxEntries", options.feedMaxEntries, DEFAULT_FEED_MAX_ENTRIES, 1, Number.MAX_SAFE_INTEGER),
     lanes: integerField("lanes", options.lanes, DEFAULT_LANES, 1, MAX_LANES),
     onEvent: options.onEvent ?? (() => {}),
+    failpoints: options.failpoints,
   };
 }

@@ -403,7 +403,7 @@ class GranaryStore implements Store {
         const seg = await this.#laneSegment(lane, spec.expectSize);
         let rec: WrittenRecord;
         try {
-          rec = await writeRecord(seg, body, spec, signal, reservation);
+          rec = await writeRecord(seg, body, { ...spec, failpoints: this.#opts.failpoints }, signal, reservation);
         } catch (error) {
           if (seg.failed) this.#retireLaneSegment(lane, seg);
           throw error;
@@ -436,6 +436,7 @@ class GranaryStore implements Store {
       let sealed = false;
       try {
         await seg.syncer.syncTo(rec.offset + rec.recordLen);
+        await this.#opts.failpoints?.hit("store.put.before-index", { segment: seg.id, offset: rec.offset });
         const row = rowOf(seg.id, rec);
         const info = this.#segments.get(seg.id);
         const change = await this.#index.commit((tx) => {

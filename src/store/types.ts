@@ -4,6 +4,8 @@
  * anything but this file, errors.ts and store.ts's `openStore`.
  */
 
+import type { Failpoints } from "../util/failpoints.js";
+
 export type Kind = "cas" | "kv";
 
 /** Names one artifact. Validated by the caller (see src/store/names.ts). */
@@ -51,6 +53,12 @@ export interface StoreOptions {
    * found by a recovery scan whose trailer is unreadable has an empty namespace and key.
    */
   readonly onEvent?: (event: StoreEvent) => void;
+  /**
+   * Test hooks (never set in production): "store.record.write" after each write of a record's
+   * bytes (mid-record: the prefix is written last), "store.put.before-index" after the data
+   * fdatasync and before the index commit. Default none.
+   */
+  readonly failpoints?: Failpoints | undefined;
 }
 
 export type StoreEvent =
