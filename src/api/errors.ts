@@ -42,7 +42,7 @@ const QUIET = new Set<Code>([Code.NotFound, Code.Canceled, Code.AlreadyExists]);
 export function errorInterceptor(log: Logger): Interceptor {
   const report = (procedure: string, err: ConnectError): void => {
     const level = QUIET.has(err.code) ? "debug" : err.code === Code.Internal || err.code === Code.DataLoss ? "error" : "warn";
-    log[level]({ procedure, code: Code[err.code], ...errFields(err.cause ?? err) }, `rpc failed: ${err.rawMessage}`);
+    log[level]({ event: "rpc.failed", procedure, code: Code[err.code], ...errFields(err.cause ?? err) }, `rpc failed: ${err.rawMessage}`);
   };
   return (next) => async (req) => {
     const procedure = `${req.service.typeName}/${req.method.name}`;

@@ -13,7 +13,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import type { HelloResponse } from "../gen/granary/replication/v1/replication_pb.js";
 import type { ApplyOutcome, Store } from "../store/types.js";
-import type { Logger } from "../telemetry/logger.js";
+import { errFields, type Logger } from "../telemetry/logger.js";
 import type { PeerClientFactory } from "../transport/peer-client.js";
 import { BandwidthLimiter } from "./bandwidth-limiter.js";
 import { DEFAULT_PEER_LINK_OPTIONS, PeerLink, type PeerLinkOptions } from "./peer-link.js";
@@ -59,7 +59,13 @@ export class Replicator {
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: ReplicatorOptions) {
-    this.staging = new StagingBudget(opts.stagingBudgetBytes);
+    // Budget exhausted / relieved are transitions an operator must see: a full budget makes
+    // fetches wait (by design), which otherwise looks like a slow peer.
+    this.staging = new StagingBudget(opts.stagingBudgetBytes, (p) =>
+      p.state === "exhausted"
+        ? opts.log.info({ event: "replication.staging_exhausted", budgetBytes: p.budgetBytes, reservedBytes: p.reservedBytes, wantBytes: p.wantBytes }, "staging budget full: body fetches wait for reservations to be released")
+        : opts.log.info({ event: "replication.staging_relieved", budgetBytes: p.budgetBytes, waitedMs: p.waitedMs }, `staging budget has room again after ${p.waitedMs} ms of waiting`),
+    );
     this.bandwidth = new BandwidthLimiter(opts.bandwidthBytesPerSecond);
     this.linkOptions = { ...DEFAULT_PEER_LINK_OPTIONS, ...opts.linkOptions };
   }
@@ -196,7 +202,7 @@ export class Replicator {
     try {
       await this.opts.store.putMeta(LEARNED_KEY, learned);
     } catch (e) {
-      this.opts.log.warn({ event: "membership.persist_failed", err: e }, "could not persist learned peers");
+      this.opts.log.warn({ event: "membership.persist_failed", ...errFields(e) }, "could not persist learned peers");
     }
   }
 
@@ -226,7 +232,7 @@ async function expandPeers(peers: readonly string[], log: Logger): Promise<Array
         for (const a of addrs) out.push({ address: `https://${a.family === 6 ? `[${a.address}]` : a.address}:${u.port}`, serverName: host });
       }
     } catch (e) {
-      log.warn({ event: "membership.resolve_failed", peer: p, err: e }, `could not resolve ${host}; dialing it by name`);
+      log.warn({ event: "membership.resolve_failed", peer: p, ...errFields(e) }, `could not resolve ${host}; dialing it by name`);
       out.push({ address: `https://${u.host}`, serverName: undefined });
     }
   }

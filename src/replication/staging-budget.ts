@@ -14,6 +14,11 @@ export interface StagingStats {
   readonly waits: number;
 }
 
+/** Transitions of the budget: fetches start waiting (exhausted), the last waiter got in (relieved). */
+export type StagingPressure =
+  | { readonly state: "exhausted"; readonly budgetBytes: number; readonly reservedBytes: number; readonly wantBytes: number }
+  | { readonly state: "relieved"; readonly budgetBytes: number; readonly waitedMs: number };
+
 interface Waiter {
   readonly bytes: number;
   readonly resolve: () => void;
@@ -25,8 +30,13 @@ export class StagingBudget {
   private peak = 0;
   private waits = 0;
   private readonly queue: Waiter[] = [];
+  private exhaustedSince: number | undefined;
 
-  constructor(readonly budgetBytes: number) {
+  constructor(
+    readonly budgetBytes: number,
+    /** Told when fetches start waiting and when the queue empties again (for a log line each). */
+    private readonly onPressure?: (p: StagingPressure) => void,
+  ) {
     if (!(budgetBytes > 0)) throw new RangeError(`staging budget must be > 0 bytes, got ${budgetBytes}`);
   }
 
@@ -51,6 +61,11 @@ export class StagingBudget {
       const w = this.queue.shift()!;
       w.resolve();
     }
+    if (this.queue.length === 0 && this.exhaustedSince !== undefined) {
+      const waitedMs = Date.now() - this.exhaustedSince;
+      this.exhaustedSince = undefined;
+      this.onPressure?.({ state: "relieved", budgetBytes: this.budgetBytes, waitedMs });
+    }
   }
 
   /** Reserves `bytes`; resolves to the release function. Rejects only if the signal aborts. */
@@ -58,6 +73,10 @@ export class StagingBudget {
     signal?.throwIfAborted();
     if (this.queue.length === 0 && this.fits(bytes)) return this.take(bytes);
     this.waits++;
+    if (this.exhaustedSince === undefined) {
+      this.exhaustedSince = Date.now();
+      this.onPressure?.({ state: "exhausted", budgetBytes: this.budgetBytes, reservedBytes: this.reserved, wantBytes: bytes });
+    }
     await new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
         bytes,
