@@ -263,7 +263,11 @@ export class IndexTx {
   /** Removes the artifact if its row still points at (seg, off). No feed entry: this is local. */
   dropArtifact(idKey: string, seg: number, off: number): ArtifactRow | undefined {
     const row = this.artifact(idKey);
-    if (!row || row.seg !== seg || row.off !== off) return undefined;
+    if (!row || row.seg !== seg || row.off !== off) {
+      // A by-segment entry whose artifact moved on is stale: clear it so scans stop finding it.
+      if (this.#db.bySegment.get(segmentKey(seg, off)) === idKey) this.#db.bySegment.removeSync(segmentKey(seg, off));
+      return undefined;
+    }
     this.#unindex(idKey, row);
     return row;
   }
@@ -390,6 +394,19 @@ export class IndexDb {
 
   entriesInSegment(seg: number, fromOffset = 0): Array<{ off: number; idKey: string }> {
     return entriesInSegment(this.#db, seg, fromOffset);
+  }
+
+  /** Segment ids that index entries point into, ascending (one seek per segment). */
+  *segmentIdsInIndex(): Generator<number> {
+    let start = segmentKey(0, 0);
+    for (;;) {
+      let next: number | undefined;
+      for (const key of this.#db.bySegment.getKeys({ start, limit: 1 })) next = key.readUInt32BE(0);
+      if (next === undefined) return;
+      yield next;
+      if (next === 0xffffffff) return;
+      start = segmentKey(next + 1, 0);
+    }
   }
 
   entriesInSegmentDescending(seg: number): Generator<{ off: number; idKey: string }> {

@@ -97,16 +97,17 @@ export async function recoverSegments(ctx: RecoveryContext): Promise<RecoveryRes
   }
   if (unlinkedAny) await syncDirectory(ctx.segmentsDir);
 
-  // Index entries in segments whose file is gone.
-  for (const [id] of rows) {
+  // Index entries in segments whose file is gone (found through the index itself, so entries
+  // whose segment row is gone too are caught), then rows without a file.
+  for (const id of [...index.segmentIdsInIndex()]) {
     if (files.has(id)) continue;
     const entries = index.entriesInSegment(id);
-    const dropped = index.commitNow((tx) => {
-      const out = entries.filter(({ off, idKey }) => tx.dropArtifact(idKey, id, off) !== undefined);
-      tx.deleteSegment(id);
-      return out;
-    });
+    const dropped = index.commitNow((tx) => entries.filter(({ off, idKey }) => tx.dropArtifact(idKey, id, off) !== undefined));
     for (const { off, idKey } of dropped) reportDropped(ctx, idKey, id, off, "segment file is missing");
+  }
+  for (const [id] of rows) {
+    if (files.has(id)) continue;
+    index.commitNow((tx) => tx.deleteSegment(id));
     rows.delete(id);
   }
 

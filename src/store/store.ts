@@ -76,6 +76,8 @@ interface SegmentInfo {
   /** The writable handle while a lane (or a pending seal) holds the segment. */
   active: ActiveSegment | undefined;
   evicting: boolean;
+  /** Records written into this segment whose index commit has not settled: not evictable. */
+  pendingCommits: number;
 }
 
 interface WriteSpec {
@@ -269,7 +271,7 @@ class GranaryStore implements Store {
         diskBytes: recovery.segments.reduce((sum, s) => sum + s.size, 0),
       });
       for (const s of recovery.segments) {
-        store.#segments.set(s.id, { id: s.id, sealed: s.sealed, size: s.size, lastAccess: s.lastAccess, active: undefined, evicting: false });
+        store.#segments.set(s.id, { id: s.id, sealed: s.sealed, size: s.size, lastAccess: s.lastAccess, active: undefined, evicting: false, pendingCommits: 0 });
       }
       for (const [i, r] of recovery.reopen.entries()) {
         const seg = await ActiveSegment.reopen(segmentsDir, r.id, r.size);
@@ -425,6 +427,8 @@ class GranaryStore implements Store {
         }
         reservation.settle(rec.recordLen);
         this.#touch(seg.id);
+        const info = this.#segments.get(seg.id);
+        if (info) info.pendingCommits++;
         // A full segment leaves the lane now; this put seals it in its own index commit, after
         // the fsync that covers every record in it (no one writes to it any more).
         const sealing = seg.size >= this.#opts.segmentMaxBytes;
@@ -455,10 +459,11 @@ class GranaryStore implements Store {
         if (change.trimmedTo !== undefined) this.#noteFeedTrim(change.trimmedTo);
         return { applied: change.applied, row: change.current };
       } finally {
+        const info = this.#segments.get(seg.id);
+        if (info) info.pendingCommits--;
         if (sealing) {
           // Sealed, or left unsealed after a failure for the next open to scan: either way the
           // write handle is done.
-          const info = this.#segments.get(seg.id);
           if (info && !sealed) {
             info.size = seg.size;
             info.active = undefined;
@@ -511,7 +516,7 @@ class GranaryStore implements Store {
       }
       throw new StoreIoError(`creating segment ${id} failed; nothing was stored`, { cause: error });
     }
-    this.#segments.set(id, { id, sealed: false, size: 0, lastAccess, active: seg, evicting: false });
+    this.#segments.set(id, { id, sealed: false, size: 0, lastAccess, active: seg, evicting: false, pendingCommits: 0 });
     return seg;
   }
 
@@ -556,14 +561,18 @@ class GranaryStore implements Store {
 
   #evictableBytes(): number {
     let bytes = 0;
-    for (const info of this.#segments.values()) if (info.sealed && !info.evicting) bytes += info.size;
+    for (const info of this.#segments.values()) if (this.#evictable(info)) bytes += info.size;
     return bytes;
+  }
+
+  #evictable(info: SegmentInfo): boolean {
+    return info.sealed && !info.evicting && info.pendingCommits === 0;
   }
 
   async #evictOne(): Promise<boolean> {
     let victim: SegmentInfo | undefined;
     for (const info of this.#segments.values()) {
-      if (!info.sealed || info.evicting) continue;
+      if (!this.#evictable(info)) continue;
       if (!victim || info.lastAccess < victim.lastAccess || (info.lastAccess === victim.lastAccess && info.id < victim.id)) {
         victim = info;
       }

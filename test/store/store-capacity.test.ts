@@ -82,3 +82,50 @@ describe("capacity and eviction", () => {
     for (const m of ms.slice(2)) expect((await collect(reopened.store.read(m).chunks)).length).toBe(5000);
   });
 });
+
+describe("eviction vs. commits in flight", () => {
+  it("never evicts a segment while a record in it still awaits its index commit", async () => {
+    const { Failpoints } = await import("../../src/util/failpoints.js");
+    const dir = await tempDir();
+    try {
+      const failpoints = new Failpoints();
+      let releaseA!: () => void;
+      const gateA = new Promise<void>((resolve) => (releaseA = resolve));
+      let aPaused!: () => void;
+      const aAtGate = new Promise<void>((resolve) => (aPaused = resolve));
+      failpoints.set("store.put.before-index", (ctx) => {
+        if (ctx["segment"] === 1 && ctx["offset"] === 0) {
+          aPaused();
+          return gateA;
+        }
+      });
+      const { store, events } = await open(dir.path, { lanes: 1, segmentMaxBytes: 4096, capacityBytes: 8000, failpoints });
+      try {
+        // A is written and synced into segment 1, then held before its index commit.
+        const a = store.put({ namespace: "ns", kind: "kv", key: "a" }, once(bytes("a", 3000)));
+        await aAtGate;
+        // B fills segment 1 and seals it in its own commit.
+        const b = await store.put({ namespace: "ns", kind: "kv", key: "b" }, once(bytes("b", 3000)));
+        // C needs room; the only sealed segment still has A's commit in flight.
+        await expect(store.put({ namespace: "ns", kind: "kv", key: "c" }, once(bytes("c", 3000)))).rejects.toBeInstanceOf(NoSpaceError);
+        expect(events.filter((e) => e.type === "evicted")).toEqual([]);
+        releaseA();
+        const aResult = await a;
+        expect((await collect(store.read(aResult.manifest).chunks)).equals(bytes("a", 3000))).toBe(true);
+        // Now segment 1 can go, with both of its artifacts.
+        await store.put({ namespace: "ns", kind: "kv", key: "c" }, once(bytes("c", 3000)));
+        expect(events.filter((e) => e.type === "evicted")).toEqual([expect.objectContaining({ segment: 1, artifacts: 2 })]);
+        expect(store.stat(aResult.manifest)).toBeUndefined();
+        expect(store.stat(b.manifest)).toBeUndefined();
+      } finally {
+        await store.close();
+      }
+      const reopened = await open(dir.path, { lanes: 1, segmentMaxBytes: 4096, capacityBytes: 8000 });
+      expect(reopened.events.filter((e) => e.type === "corrupt-record")).toEqual([]);
+      expect(reopened.store.usage().artifactCount).toBe(1);
+      await reopened.store.close();
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
