@@ -5,6 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ArtifactService, Kind } from "../../src/gen/granary/artifact/v1/artifact_pb.js";
+import { LIVENESS_SERVICE } from "../../src/api/health-service.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../src/gen/grpc/health/v1/health_pb.js";
 import { formatHostPort } from "../../src/node/config.js";
 import type { GranaryNode } from "../../src/node/granary-node.js";
 import { METRIC } from "../../src/telemetry/names.js";
@@ -108,6 +110,15 @@ describe("ops listener: /metrics, /livez, /readyz on a real mesh", () => {
     expect(notReady.status).toBe(503);
     expect(await notReady.text()).toMatch(/^not ready: catching up with peers/);
     expect((await fetch(opsUrl(b, "/livez"))).status).toBe(200);
+    // The gRPC probes Kubernetes uses: readiness follows the latch, liveness does not.
+    const hb = publicClient(b);
+    try {
+      const health = hb.client(Health);
+      expect((await health.check({ service: "" })).status).toBe(ServingStatus.NOT_SERVING);
+      expect((await health.check({ service: LIVENESS_SERVICE })).status).toBe(ServingStatus.SERVING);
+    } finally {
+      hb.close();
+    }
     const peer = { peer: a.peerAddress };
     const during = await scrape(b);
     expect(during.value(METRIC.ready)).toBe(0);
