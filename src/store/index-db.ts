@@ -13,7 +13,7 @@
  * main thread per batch (~0.2 ms on this VM), shared by everything in the batch.
  */
 import { open, type Database, type RootDatabase } from "lmdb";
-import { StoreIoError } from "./errors.js";
+import { NoSpaceError, StoreIoError } from "./errors.js";
 import type { ArtifactId, FeedEntry, Kind, Manifest } from "./types.js";
 
 /** Where an artifact's record is, and its manifest. Versions are decimal strings (u64). */
@@ -131,6 +131,16 @@ function segmentKey(seg: number, off: number): Buffer {
   key.writeUInt32BE(seg, 0);
   key.writeBigUInt64BE(BigInt(off), 4);
   return key;
+}
+
+/** A failed LMDB commit: NoSpaceError when the disk (or LMDB's map) is full, else StoreIoError. */
+function commitFailure(error: unknown): StoreIoError | NoSpaceError {
+  const e = error as { code?: unknown; message?: unknown } | undefined;
+  const text = `${String(e?.code)} ${String(e?.message)}`;
+  if (/ENOSPC|EDQUOT|No space left|MDB_MAP_FULL/i.test(text)) {
+    return new NoSpaceError("no space left for the index; the change was not stored", { cause: error });
+  }
+  return new StoreIoError("index commit failed; the change was not stored", { cause: error });
 }
 
 interface Pending {
@@ -447,7 +457,7 @@ export class IndexDb {
       this.#counters = this.#readCounters();
       return result;
     } catch (error) {
-      throw new StoreIoError("index commit failed", { cause: error });
+      throw commitFailure(error);
     }
   }
 
@@ -471,7 +481,7 @@ export class IndexDb {
         }
       });
     } catch (error) {
-      const failure = new StoreIoError("index commit failed; the change was not stored", { cause: error });
+      const failure = commitFailure(error);
       for (const item of batch) item.reject(failure);
       return;
     }

@@ -32,7 +32,7 @@ export class SingleFlight {
 }
 
 /** Waits for `flight`, or rejects with AbortedError when `signal` fires first. */
-export function waitForFlight(flight: Promise<void>, signal: AbortSignal | undefined, what: string): Promise<void> {
+export function waitForFlight(flight: Promise<void>, signal: AbortSignal | undefined, what: "put" | "apply"): Promise<void> {
   if (!signal) return flight;
   if (signal.aborted) return Promise.reject(abortedError(signal, what));
   return new Promise<void>((resolve, reject) => {

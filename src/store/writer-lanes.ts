@@ -14,8 +14,9 @@ export interface Lane {
   segment: ActiveSegment | undefined;
 }
 
-export function abortedError(signal: AbortSignal, what: string): AbortedError {
-  return new AbortedError(`${what} was aborted; nothing was stored`, { cause: signal.reason });
+export function abortedError(signal: AbortSignal, what: "put" | "apply" | "read"): AbortedError {
+  const tail = what === "read" ? "" : "; nothing was stored";
+  return new AbortedError(`${what} was aborted${tail}`, { cause: signal.reason });
 }
 
 export class WriterLanes {
