@@ -1,4 +1,6 @@
 import { createHash } from "node:crypto";
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   AbortedError,
@@ -248,6 +250,17 @@ describe("store writes and reads", () => {
     const reopened = await open(dir.path);
     expect(reopened.store.stat(result.manifest)).toEqual(result.manifest);
     await reopened.store.close();
+  });
+
+  it("starts a new segment when a declared size would overflow the lane's segment", async () => {
+    const { store, dir } = await fresh({ lanes: 1, segmentMaxBytes: 8192 });
+    const a = await store.put({ namespace: "ns", kind: "kv", key: "a", size: 3000 }, once(bytes("a", 3000)));
+    const b = await store.put({ namespace: "ns", kind: "kv", key: "b", size: 6000 }, once(bytes("b", 6000)));
+    const files = (await readdir(join(dir, "segments"))).sort();
+    expect(files).toEqual(["00000001.seg", "00000002.seg"]);
+    expect((await stat(join(dir, "segments", "00000001.seg"))).size).toBeLessThan(4096); // only a's record
+    expect((await collect(store.read(a.manifest).chunks)).equals(bytes("a", 3000))).toBe(true);
+    expect((await collect(store.read(b.manifest).chunks)).equals(bytes("b", 6000))).toBe(true);
   });
 
   it("refuses a second open of the same data dir", async () => {
