@@ -10,7 +10,7 @@ replicas="${1:-3}"
 ns="${2:-granary}"
 granary=(node ../../bin/granary.js)
 mkdir -p certs
-[[ -f certs/ca.pem ]] || "${granary[@]}" certs init --dir certs
+[[ -f certs/ca.pem ]] || "${granary[@]}" certs init --dir certs >/dev/null
 for ((i = 0; i < replicas; i++)); do
   name="granary-$i"
   "${granary[@]}" certs issue --dir certs --name "$name" \
