@@ -7,6 +7,7 @@
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NodeService } from "../../src/gen/granary/node/v1/node_pb.js";
 import { connectPublic } from "../../src/transport/public-client.js";
 import { ATTR, RESOURCE_ATTR, SPAN } from "../../src/telemetry/names.js";
 import { startChildNode, type ChildNode } from "../helpers/child-node.js";
@@ -94,6 +95,19 @@ describe("OpenTelemetry traces over OTLP from two real nodes", () => {
     const lb = await b.event((e) => e["event"] === "listening", "listening");
     await b.event((e) => e["event"] === "replication.pass_done", "bootstrap pass done");
     await b.waitReady();
+    // A live write on A reaches B through its Follow stream: a follow page of its own trace.
+    const conn2 = connectPublic({ server: `http://${a.publicAddress}` });
+    const connB = connectPublic({ server: `http://${b.publicAddress}` });
+    try {
+      digests.push(await putCas(conn2, "otlp", bytes(99, 7_000)));
+      // B's status stream (server-paced) until its feed holds the 7th change.
+      for await (const res of connB.client(NodeService).watchStatus({ intervalMs: 100 }, { signal: AbortSignal.timeout(60_000) })) {
+        if ((res.status?.feedHead ?? 0n) >= 7n) break;
+      }
+    } finally {
+      conn2.close();
+      connB.close();
+    }
     // SIGTERM drains and flushes the exporter before the process exits.
     expect(await b.kill("SIGTERM")).toBe(0);
     expect(await a.kill("SIGTERM")).toBe(0);
@@ -173,15 +187,31 @@ describe("OpenTelemetry traces over OTLP from two real nodes", () => {
 
     // Public RPCs on A: Put server spans with the store commit as a child.
     const puts = onA.filter((s) => s.name === "granary.artifact.v1.ArtifactService/Put" && s.kind === SERVER);
-    expect(puts).toHaveLength(6);
+    expect(puts).toHaveLength(7);
     const storePuts = onA.filter((s) => s.name === SPAN.storePut);
-    expect(storePuts).toHaveLength(6);
+    expect(storePuts).toHaveLength(7);
     for (const sp of storePuts) expect(puts.map((p) => p.spanId)).toContain(sp.parentSpanId);
     expect(storePuts.map((s) => s.attributes[ATTR.key]).sort()).toEqual([...digests].sort());
 
-    // The follow session B ran after the pass (ended by the shutdown) is a root of its own.
-    const session = onB.find((s) => s.name === SPAN.followSession);
-    expect(session?.parentSpanId).toBe("");
-    expect(session?.attributes[ATTR.peerNodeId]).toBe("trace-a");
+    // The follow session B ran after the pass (ended by the shutdown) is a root of its own,
+    // and so is each page it applied, linked to the session.
+    const session = one(onB, "follow session", (s) => s.name === SPAN.followSession);
+    expect(session.parentSpanId).toBe("");
+    expect(session.attributes[ATTR.peerNodeId]).toBe("trace-a");
+    const followClient = one(onB, "Follow client span", (s) => s.name === `${REPL}/Follow` && s.kind === CLIENT);
+    expect(followClient.parentSpanId).toBe(session.spanId);
+    const followServer = one(onA, "Follow server span", (s) => s.name === `${REPL}/Follow` && s.kind === SERVER && s.traceId === session.traceId);
+    expect(followServer.parentSpanId).toBe(followClient.spanId);
+    const followPage = one(onB, "follow page", (s) => s.name === SPAN.followPage && s.attributes[ATTR.applied] === 1);
+    expect(followPage.parentSpanId).toBe("");
+    expect(followPage.links).toEqual([{ traceId: session.traceId, spanId: session.spanId }]);
+    const pageTrace = spans.filter((s) => s.traceId === followPage.traceId);
+    const pageFetch = one(pageTrace, "follow page body fetch", (s) => s.name === SPAN.bodyFetch);
+    expect(pageFetch.parentSpanId).toBe(followPage.spanId);
+    const pageClient = one(pageTrace, "follow ReadBodies client", (s) => s.name === `${REPL}/ReadBodies` && s.kind === CLIENT);
+    expect(pageClient.parentSpanId).toBe(pageFetch.spanId);
+    const pageServer = one(pageTrace, "follow ReadBodies server", (s) => s.name === `${REPL}/ReadBodies` && s.kind === SERVER);
+    expect(pageServer.parentSpanId).toBe(pageClient.spanId);
+    expect(pageServer.resource[RESOURCE_ATTR.nodeId]).toBe("trace-a");
   });
 });
