@@ -16,8 +16,9 @@ import {
   StatResponseSchema,
   StatResultSchema,
 } from "../gen/granary/artifact/v1/artifact_pb.js";
+import { CorruptRecordError } from "../store/errors.js";
 import { validateDigest, validateKey, validateNamespace } from "../store/names.js";
-import type { Store } from "../store/types.js";
+import type { BodyRead, Store } from "../store/types.js";
 import { kindFromWire, manifestToWire, safeNumber } from "./convert.js";
 import { ATTR, SPAN } from "../telemetry/names.js";
 import { withSpan } from "../telemetry/spans.js";
@@ -75,10 +76,20 @@ export function artifactService(deps: ArtifactServiceDeps): ServiceImpl<typeof A
       validateKey(kind, req.key);
       const offset = safeNumber(req.offset, "offset");
       const limit = safeNumber(req.limit, "limit");
-      const read = store.read(
-        { namespace: req.namespace, kind, key: req.key },
-        { offset, ...(limit > 0 ? { length: limit } : {}), signal: ctx.signal, chunkBytes: GET_CHUNK_BYTES },
-      );
+      let read: BodyRead;
+      try {
+        read = store.read(
+          { namespace: req.namespace, kind, key: req.key },
+          { offset, ...(limit > 0 ? { length: limit } : {}), signal: ctx.signal, chunkBytes: GET_CHUNK_BYTES },
+        );
+      } catch (e) {
+        // A record its segment does not cover (or that failed its checks) is dropped and
+        // answered as absent, before any header: the client fetches it elsewhere.
+        if (e instanceof CorruptRecordError) {
+          throw new ConnectError(`${req.key} failed its integrity check on this node and was dropped (${e.message})`, Code.NotFound, undefined, undefined, e);
+        }
+        throw e;
+      }
       async function* frames(): AsyncGenerator<GetResponse> {
         yield create(GetResponseSchema, {
           msg: {

@@ -15,7 +15,7 @@ import {
   ReadBodiesResponseSchema,
   type ReplicationService,
 } from "../gen/granary/replication/v1/replication_pb.js";
-import { FeedTrimmedError, NotFoundError, StoreError } from "../store/errors.js";
+import { CorruptRecordError, FeedTrimmedError, NotFoundError, StoreError } from "../store/errors.js";
 import { validateKey, validateNamespace } from "../store/names.js";
 import type { Store } from "../store/types.js";
 import type { Failpoints } from "../util/failpoints.js";
@@ -53,6 +53,8 @@ export interface ReplicationServiceDeps {
   /** Interval of heartbeat frames on a quiet Follow stream; keep it well below peers' idle timeout. */
   readonly heartbeatIntervalMs: number;
   readonly sendDeadline?: <T>(ctx: HandlerContext, src: AsyncIterable<T>) => AsyncIterable<T>;
+  /** A body stream ended before its last byte (`offset` = bytes handed to the stream); for the log. */
+  readonly onBodyCut?: (cut: { key: string; offset: number; length: number; callerGone: boolean }) => void;
   /** Test hooks: "peer.read-bodies.body", "peer.read-bodies.chunk", "peer.list-manifests.page", "peer.follow.page". */
   readonly failpoints?: Failpoints;
 }
@@ -200,7 +202,8 @@ export function replicationService(deps: ReplicationServiceDeps): ServiceImpl<ty
           try {
             read = store.read(w.id, { offset: w.offset, signal: ctx.signal, chunkBytes: BODY_CHUNK_BYTES });
           } catch (e) {
-            if (e instanceof NotFoundError || (e instanceof StoreError && e.code === "OUT_OF_RANGE")) {
+            // Absent, or dropped because its segment does not cover it: the follower skips it as stale.
+            if (e instanceof NotFoundError || e instanceof CorruptRecordError || (e instanceof StoreError && e.code === "OUT_OF_RANGE")) {
               yield create(ReadBodiesResponseSchema, { frame: { case: "missing", value: { index, reason: e.message } } });
               continue;
             }
@@ -216,10 +219,15 @@ export function replicationService(deps: ReplicationServiceDeps): ServiceImpl<ty
           // A failure mid-body ends the whole stream with an error: the receiver never takes
           // a short body as complete.
           let sent = 0;
-          for await (const chunk of read.chunks) {
-            await fp?.hit("peer.read-bodies.chunk", { key: w.id.key, offset: sent, size: read.length });
-            sent += chunk.length;
-            yield create(ReadBodiesResponseSchema, { frame: { case: "chunk", value: chunk } });
+          try {
+            for await (const chunk of read.chunks) {
+              await fp?.hit("peer.read-bodies.chunk", { key: w.id.key, offset: sent, size: read.length });
+              sent += chunk.length;
+              yield create(ReadBodiesResponseSchema, { frame: { case: "chunk", value: chunk } });
+            }
+          } finally {
+            // Cut mid-body (caller gone, connection lost, read failed): say where.
+            if (sent < read.length) deps.onBodyCut?.({ key: w.id.key, offset: sent, length: read.length, callerGone: ctx.signal.aborted });
           }
         }
       }
