@@ -11,7 +11,8 @@
  *
  * Usage: node dist-bench/bench/main.js [--smoke] [--help]   (sizes: BENCH_* env, see --help)
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import * as os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,12 +21,12 @@ import type { BareGrpcInput, DiskSeqInput, DiskSmallInput, H2BulkInput, H2SmallI
 import type { BootstrapInput, FillSourceInput, NodeCert } from "./tasks/bootstrap.js";
 import type { LiveLagInput } from "./tasks/live-lag.js";
 import type { SingleNodeInput } from "./tasks/single-node.js";
+import type { StoreDirectInput } from "./tasks/store-direct.js";
 import { machineInfo } from "./lib/machine.js";
 import { paramsHelp, resolveParams, type BenchParams } from "./lib/params.js";
 import { runTaskProcess } from "./lib/proc.js";
 import { buildFigures, buildRatios, figuresTable, ratiosTable, type FigureDef, type RatioDef, type RoundOutputs } from "./lib/report.js";
 import type { ArtifactSpec } from "./lib/data.js";
-import { readFileSync } from "node:fs";
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -41,39 +42,48 @@ const FIGURES: FigureDef[] = [
   // A: one node, h2c public listener.
   { id: "a.put_bulk", scenario: "A", label: "Put, mixed 1–64 MiB", unit: "MB/s", task: "single-node", field: "putBulkMbPerSecond", kind: "product" },
   { id: "a.get_bulk", scenario: "A", label: "Get, mixed 1–64 MiB", unit: "MB/s", task: "single-node", field: "getBulkMbPerSecond", kind: "product" },
-  { id: "a.put_small", scenario: "A", label: "Put, 4 KiB", unit: "artifacts/s", task: "single-node", field: "putSmallArtifactsPerSecond", kind: "product", target: TARGETS.smallPerSecond },
-  { id: "a.get_small", scenario: "A", label: "Get, 4 KiB", unit: "artifacts/s", task: "single-node", field: "getSmallArtifactsPerSecond", kind: "product", target: TARGETS.smallPerSecond },
+  { id: "a.put_small", scenario: "A", label: "Put, 4 KiB", unit: "artifacts/s", task: "single-node", field: "putSmallArtifactsPerSecond", kind: "product", target: TARGETS.smallPerSecond, partialField: "putSmallPartial" },
+  { id: "a.get_small", scenario: "A", label: "Get, 4 KiB", unit: "artifacts/s", task: "single-node", field: "getSmallArtifactsPerSecond", kind: "product", target: TARGETS.smallPerSecond, partialField: "getSmallPartial" },
   { id: "a.disk_seq", scenario: "A", label: "ref: disk append 1 MiB, fdatasync / 64 MiB", unit: "MB/s", task: "disk-seq", field: "mbPerSecond", kind: "reference" },
   { id: "a.disk_small", scenario: "A", label: "ref: disk append 4 KiB + fdatasync each", unit: "ops/s", task: "disk-small", field: "opsPerSecond", kind: "reference" },
   { id: "a.h2_bulk", scenario: "A", label: "ref: bare node:http2 h2c, server → client", unit: "MB/s", task: "h2-bulk", field: "mbPerSecond", kind: "reference" },
   { id: "a.h2_small", scenario: "A", label: "ref: bare node:http2 h2c, 4 KiB streams", unit: "streams/s", task: "h2-small", field: "streamsPerSecond", kind: "reference" },
-  { id: "a.put_bulk_server_cpu", scenario: "A", label: "Put bulk: node CPU", unit: "s", task: "single-node", field: "putBulkServerCpuSeconds", kind: "detail" },
-  { id: "a.put_bulk_client_cpu", scenario: "A", label: "Put bulk: client CPU", unit: "s", task: "single-node", field: "putBulkClientCpuSeconds", kind: "detail" },
-  { id: "a.get_bulk_server_cpu", scenario: "A", label: "Get bulk: node CPU", unit: "s", task: "single-node", field: "getBulkServerCpuSeconds", kind: "detail" },
-  { id: "a.put_small_server_cpu", scenario: "A", label: "Put small: node CPU", unit: "s", task: "single-node", field: "putSmallServerCpuSeconds", kind: "detail" },
-  { id: "a.put_small_client_cpu", scenario: "A", label: "Put small: client CPU", unit: "s", task: "single-node", field: "putSmallClientCpuSeconds", kind: "detail" },
-  { id: "a.get_small_server_cpu", scenario: "A", label: "Get small: node CPU", unit: "s", task: "single-node", field: "getSmallServerCpuSeconds", kind: "detail" },
+  { id: "a.store_put_bulk", scenario: "A", label: "store only (no RPC): put, mixed 1–64 MiB", unit: "MB/s", task: "store-direct", field: "putBulkMbPerSecond", kind: "decomposition" },
+  { id: "a.store_get_bulk", scenario: "A", label: "store only: read, mixed 1–64 MiB", unit: "MB/s", task: "store-direct", field: "getBulkMbPerSecond", kind: "decomposition" },
+  { id: "a.store_put_small", scenario: "A", label: "store only: put, 4 KiB", unit: "artifacts/s", task: "store-direct", field: "putSmallArtifactsPerSecond", kind: "decomposition", partialField: "putSmallPartial" },
+  { id: "a.store_get_small", scenario: "A", label: "store only: read, 4 KiB", unit: "artifacts/s", task: "store-direct", field: "getSmallArtifactsPerSecond", kind: "decomposition", partialField: "getSmallPartial" },
+  { id: "a.put_small_done", scenario: "A", label: "Put, 4 KiB: artifacts done within the cap", unit: "artifacts", task: "single-node", field: "putSmallArtifacts", kind: "detail" },
+  { id: "a.put_bulk_node_cpu", scenario: "A", label: "Put bulk: node CPU", unit: "core-s/GB", task: "single-node", field: "putBulkServerCpuSecondsPerGb", kind: "detail" },
+  { id: "a.get_bulk_node_cpu", scenario: "A", label: "Get bulk: node CPU", unit: "core-s/GB", task: "single-node", field: "getBulkServerCpuSecondsPerGb", kind: "detail" },
+  { id: "a.store_put_bulk_cpu", scenario: "A", label: "store only: put bulk CPU", unit: "core-s/GB", task: "store-direct", field: "putBulkCpuSecondsPerGb", kind: "detail" },
+  { id: "a.put_small_node_cpu", scenario: "A", label: "Put small: node CPU per artifact", unit: "ms", task: "single-node", field: "putSmallServerCpuMsPerArtifact", kind: "detail" },
+  { id: "a.put_small_client_cpu", scenario: "A", label: "Put small: client CPU per artifact", unit: "ms", task: "single-node", field: "putSmallClientCpuMsPerArtifact", kind: "detail" },
+  { id: "a.get_small_node_cpu", scenario: "A", label: "Get small: node CPU per artifact", unit: "ms", task: "single-node", field: "getSmallServerCpuMsPerArtifact", kind: "detail" },
+  { id: "a.store_put_small_cpu", scenario: "A", label: "store only: put small CPU per artifact", unit: "ms", task: "store-direct", field: "putSmallCpuMsPerArtifact", kind: "detail" },
   { id: "a.disk_small_p99", scenario: "A", label: "ref: 4 KiB append+fdatasync p99", unit: "ms", task: "disk-small", field: "opP99Ms", kind: "detail" },
 
   // B: fresh-node bootstrap over mTLS.
-  { id: "b.bulk", scenario: "B", label: "bootstrap, bulk (1–256 MiB)", unit: "MB/s", task: "bootstrap-bulk-fast", field: "mbPerSecond", kind: "product", target: TARGETS.bootstrapMbPerSecond },
-  { id: "b.bulk_serial", scenario: "B", label: "bootstrap, bulk, serial mode", unit: "MB/s", task: "bootstrap-bulk-serial", field: "mbPerSecond", kind: "product" },
+  { id: "b.bulk", scenario: "B", label: "bootstrap, bulk (1–256 MiB)", unit: "MB/s", task: "bootstrap-bulk-fast", field: "mbPerSecond", kind: "product", target: TARGETS.bootstrapMbPerSecond, partialField: "partial" },
+  { id: "b.bulk_serial", scenario: "B", label: "bootstrap, bulk, serial mode", unit: "MB/s", task: "bootstrap-bulk-serial", field: "mbPerSecond", kind: "product", partialField: "partial" },
   { id: "b.bulk_bare", scenario: "B", label: "ref: bare grpc-js mTLS, same bytes", unit: "MB/s", task: "bare-bulk", field: "mbPerSecond", kind: "reference" },
-  { id: "b.small", scenario: "B", label: "bootstrap, small (4 KiB)", unit: "artifacts/s", task: "bootstrap-small-fast", field: "artifactsPerSecond", kind: "product", target: TARGETS.smallPerSecond },
-  { id: "b.small_serial", scenario: "B", label: "bootstrap, small, serial mode", unit: "artifacts/s", task: "bootstrap-small-serial", field: "artifactsPerSecond", kind: "product" },
+  { id: "b.small", scenario: "B", label: "bootstrap, small (4 KiB)", unit: "artifacts/s", task: "bootstrap-small-fast", field: "artifactsPerSecond", kind: "product", target: TARGETS.smallPerSecond, partialField: "partial" },
+  { id: "b.small_serial", scenario: "B", label: "bootstrap, small, serial mode", unit: "artifacts/s", task: "bootstrap-small-serial", field: "artifactsPerSecond", kind: "product", partialField: "partial" },
   { id: "b.small_bare", scenario: "B", label: "ref: bare grpc-js mTLS, same bodies", unit: "bodies/s", task: "bare-small", field: "bodiesPerSecond", kind: "reference" },
   { id: "b.bulk_recv_cpu", scenario: "B", label: "bootstrap bulk: receiver CPU", unit: "core-s/GB", task: "bootstrap-bulk-fast", field: "receiverCpuSecondsPerGb", kind: "product", target: TARGETS.receiveCpu },
   { id: "b.bulk_bare_recv_cpu", scenario: "B", label: "ref: bare transport receiver CPU", unit: "core-s/GB", task: "bare-bulk", field: "receiverCpuSecondsPerGb", kind: "reference" },
   { id: "b.bulk_src_cpu", scenario: "B", label: "bootstrap bulk: source CPU", unit: "core-s/GB", task: "bootstrap-bulk-fast", field: "sourceCpuSecondsPerGb", kind: "detail" },
   { id: "b.bulk_recv_rss", scenario: "B", label: "bootstrap bulk: receiver peak RSS", unit: "MiB", task: "bootstrap-bulk-fast", field: "receiverPeakRssMib", kind: "detail" },
-  { id: "b.small_recv_cpu", scenario: "B", label: "bootstrap small: receiver CPU", unit: "core-s", task: "bootstrap-small-fast", field: "receiverCpuSeconds", kind: "detail" },
-  { id: "b.small_recv_rss", scenario: "B", label: "bootstrap small: receiver peak RSS", unit: "MiB", task: "bootstrap-small-fast", field: "receiverPeakRssMib", kind: "detail" },
   { id: "b.bulk_ready", scenario: "B", label: "bootstrap bulk: time to ready", unit: "s", task: "bootstrap-bulk-fast", field: "readySeconds", kind: "detail" },
+  { id: "b.small_done", scenario: "B", label: "bootstrap small: artifacts held at the end", unit: "artifacts", task: "bootstrap-small-fast", field: "artifacts", kind: "detail" },
+  { id: "b.small_recv_cpu", scenario: "B", label: "bootstrap small: receiver CPU per artifact", unit: "ms", task: "bootstrap-small-fast", field: "receiverCpuMsPerArtifact", kind: "detail" },
+  { id: "b.small_recv_rss", scenario: "B", label: "bootstrap small: receiver peak RSS", unit: "MiB", task: "bootstrap-small-fast", field: "receiverPeakRssMib", kind: "detail" },
+  { id: "b.close", scenario: "B", label: "receiver close() after bootstrap (grace 2 s)", unit: "s", task: "bootstrap-bulk-fast", field: "receiverCloseSeconds", kind: "detail" },
 
   // C: live lag, 3 nodes.
   { id: "c.lag_p50", scenario: "C", label: "live lag p50 (Put ack → on nodes 2 and 3)", unit: "ms", task: "live-lag", field: "lagP50Ms", kind: "product" },
   { id: "c.lag_p99", scenario: "C", label: "live lag p99", unit: "ms", task: "live-lag", field: "lagP99Ms", kind: "product", target: TARGETS.lagP99Ms },
   { id: "c.lag_max", scenario: "C", label: "live lag max", unit: "ms", task: "live-lag", field: "lagMaxMs", kind: "detail" },
+  { id: "c.put_p50", scenario: "C", label: "Put latency p50 on node 1", unit: "ms", task: "live-lag", field: "putP50Ms", kind: "detail" },
   { id: "c.put_p99", scenario: "C", label: "Put latency p99 on node 1", unit: "ms", task: "live-lag", field: "putP99Ms", kind: "detail" },
   { id: "c.rate", scenario: "C", label: "achieved Put rate", unit: "puts/s", task: "live-lag", field: "achievedPutsPerSecond", kind: "detail" },
 ];
@@ -82,9 +92,15 @@ const RATIOS: RatioDef[] = [
   { figure: "a.put_bulk", vs: "a.disk_seq", note: "Put vs the disk's append+fsync ceiling" },
   { figure: "a.put_bulk", vs: "a.h2_bulk", note: "Put vs the bare HTTP/2 ceiling" },
   { figure: "a.get_bulk", vs: "a.h2_bulk", note: "Get vs the bare HTTP/2 ceiling" },
-  { figure: "a.put_small", vs: "a.disk_small", note: "small Puts/s vs 4 KiB appends with one fdatasync each (>1 means group commit)" },
+  { figure: "a.put_small", vs: "a.disk_small", note: "small Puts/s vs 4 KiB appends with one fdatasync each (>1 means group commit pays)" },
   { figure: "a.put_small", vs: "a.h2_small", note: "small Puts/s vs bare HTTP/2 streams/s" },
   { figure: "a.get_small", vs: "a.h2_small", note: "small Gets/s vs bare HTTP/2 streams/s" },
+  { figure: "a.put_bulk", vs: "a.store_put_bulk", note: "what survives the RPC layer, bulk Put" },
+  { figure: "a.get_bulk", vs: "a.store_get_bulk", note: "what survives the RPC layer, bulk Get" },
+  { figure: "a.put_small", vs: "a.store_put_small", note: "what survives the RPC layer, small Put" },
+  { figure: "a.get_small", vs: "a.store_get_small", note: "what survives the RPC layer, small Get" },
+  { figure: "a.store_put_bulk", vs: "a.disk_seq", note: "the store's bulk write path vs the raw disk" },
+  { figure: "a.store_put_small", vs: "a.disk_small", note: "the store's small writes vs one fdatasync per 4 KiB append" },
   { figure: "b.bulk", vs: "b.bulk_bare", note: "bootstrap vs bare transport, same bytes", target: TARGETS.bootstrapVsBare },
   { figure: "b.bulk", vs: "b.bulk_serial", note: "speed-up over serial mode (10x is a WAN target; loopback has no RTT)" },
   { figure: "b.bulk_serial", vs: "b.bulk_bare", note: "serial mode vs bare transport" },
@@ -103,7 +119,7 @@ interface TaskSpec {
 
 class Runner {
   readonly rounds: RoundOutputs;
-  readonly log: Array<{ key: string; round: number; ok: boolean; wallMs: number; error?: string; output?: Record<string, unknown> }> = [];
+  readonly log: Array<{ key: string; round: number; ok: boolean; wallMs: number; load1Before: number; load1After: number; error?: string; output?: Record<string, unknown> }> = [];
   private seq = 0;
 
   constructor(
@@ -121,12 +137,26 @@ class Runner {
     writeFileSync(`${base}.in.json`, JSON.stringify(input));
     const t = new Date().toISOString().slice(11, 19);
     process.stderr.write(`[${t}] round ${round + 1}/${this.p.runs} ${spec.key} ... `);
+    const load1Before = Math.round(os.loadavg()[0]! * 100) / 100;
     const r = await runTaskProcess(spec.task, `${base}.in.json`, `${base}.out.json`, join(this.logDir, `${String(n).padStart(3, "0")}-${spec.key}.log`), this.p.taskTimeoutMs, spec.nodeArgs ?? []);
     process.stderr.write(r.ok ? `ok (${(r.wallMs / 1000).toFixed(1)} s)\n` : `FAILED: ${r.error}\n`);
-    this.log.push({ key: spec.key, round: round + 1, ok: r.ok, wallMs: r.wallMs, ...(r.error ? { error: r.error } : {}), ...(r.output ? { output: r.output } : {}) });
+    const load1After = Math.round(os.loadavg()[0]! * 100) / 100;
+    this.log.push({ key: spec.key, round: round + 1, ok: r.ok, wallMs: r.wallMs, load1Before, load1After, ...(r.error ? { error: r.error } : {}), ...(r.output ? { output: r.output } : {}) });
     if (round >= 0 && round < this.rounds.length && r.output) this.rounds[round]![spec.key] = r.output;
     return r.output;
   }
+}
+
+/** A port that was free a moment ago (bound on 127.0.0.1:0, then released). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 function groupsOf<T>(xs: readonly T[], n: number): T[][] {
@@ -138,7 +168,7 @@ function groupsOf<T>(xs: readonly T[], n: number): T[][] {
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
   if (args.includes("--help") || args.includes("-h")) {
-    process.stdout.write(`Usage: node dist-bench/bench/main.js [--smoke]\n\nEnvironment (default full / smoke):\n${paramsHelp()}\n  BENCH_ONLY                  A,B,C         scenarios to run\n  BENCH_TMPDIR                os.tmpdir()   where data dirs and disk references go\n`);
+    process.stdout.write(`Usage: node dist-bench/bench/main.js [--smoke]\n\nEnvironment (default full / smoke):\n${paramsHelp()}\n  BENCH_ONLY                  A,B,C         scenarios to run\n  BENCH_TMPDIR                os.tmpdir()   where data dirs and disk references go\n  BENCH_KEEP_WORK             0             1 = keep the work dir (data dirs, task inputs) for a post-mortem\n  BENCH_CPU_PROF              0             1 = V8 CPU profiles of every task and node in <results>/profiles\n`);
     return 0;
   }
   const profile = args.includes("--smoke") ? "smoke" : "full";
@@ -150,7 +180,16 @@ async function main(): Promise<number> {
   const work = mkdtempSync(join(process.env["BENCH_TMPDIR"] || os.tmpdir(), "granary-bench-"));
   mkdirSync(join(work, "io"));
   // Temp data goes whatever happens (a killed run included: SIGINT/SIGTERM exit through here).
-  process.once("exit", () => rmSync(work, { recursive: true, force: true }));
+  const keepWork = process.env["BENCH_KEEP_WORK"] === "1";
+  process.once("exit", () => {
+    if (!keepWork) rmSync(work, { recursive: true, force: true });
+  });
+  // BENCH_CPU_PROF=1: every task process and every node it starts writes a V8 CPU profile.
+  if (process.env["BENCH_CPU_PROF"] === "1") {
+    const profDir = join(outDir, "profiles");
+    mkdirSync(profDir, { recursive: true });
+    process.env["BENCH_NODE_ARGS"] = `--cpu-prof --cpu-prof-dir=${profDir}`;
+  }
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
 
   const startedAt = new Date();
@@ -183,7 +222,26 @@ async function main(): Promise<number> {
           smallCount: p.aSmallCount,
           smallBytes: p.smallBytes,
           smallConcurrency: p.aSmallConcurrency,
+          smallPutMaxSeconds: p.aSmallPutMaxSeconds,
+          smallGetMaxSeconds: p.aSmallGetMaxSeconds,
         } satisfies SingleNodeInput,
+      },
+      {
+        key: "store-direct",
+        task: "store-direct",
+        input: {
+          dir: work,
+          seed: p.seed,
+          bulkBytes: p.aBulkBytes,
+          bulkMinBytes: p.aBulkMinBytes,
+          bulkMaxBytes: p.aBulkMaxBytes,
+          bulkConcurrency: p.aBulkConcurrency,
+          smallCount: p.aSmallCount,
+          smallBytes: p.smallBytes,
+          smallConcurrency: p.aSmallConcurrency,
+          smallPutMaxSeconds: p.storeSmallMaxSeconds,
+          smallGetMaxSeconds: p.storeSmallMaxSeconds,
+        } satisfies StoreDirectInput,
       },
       { key: "disk-small", task: "disk-small", input: { dir: work, opBytes: p.smallBytes, maxOps: p.diskSmallMaxOps, maxMs: p.diskSmallMaxMs } satisfies DiskSmallInput },
       { key: "h2-small", task: "h2-small", input: { count: p.aSmallCount, bytes: p.smallBytes, concurrency: p.aSmallConcurrency } satisfies H2SmallInput },
@@ -193,6 +251,7 @@ async function main(): Promise<number> {
 
   if (p.only.includes("B")) {
     const [sourceBulk, sourceSmall, fresh] = await Promise.all([cert("source-bulk"), cert("source-small"), cert("fresh")]);
+    const receiverPeerPort = await freePort();
     const datasets = {
       bulk: { dir: join(work, "b-source-bulk"), file: join(work, "b-bulk.json"), source: sourceBulk },
       small: { dir: join(work, "b-source-small"), file: join(work, "b-small.json"), source: sourceSmall },
@@ -208,7 +267,7 @@ async function main(): Promise<number> {
           seed: p.seed,
           label: "b-bulk",
           sizes: { totalBytes: p.bBulkBytes, minBytes: p.bBulkMinBytes, maxBytes: p.bBulkMaxBytes },
-          concurrency: 4,
+          concurrency: p.aBulkConcurrency,
           datasetFile: datasets.bulk.file,
         } satisfies FillSourceInput,
       },
@@ -249,6 +308,8 @@ async function main(): Promise<number> {
           receiver: fresh,
           datasetFile: datasets[kind].file,
           mode,
+          receiverPeerPort,
+          maxSeconds: p.bMaxSeconds,
         } satisfies BootstrapInput,
       });
       const specs: TaskSpec[] = [

@@ -4,12 +4,14 @@
  * CPU accounting that holds nothing else. Input and output are JSON files named by the
  * environment (BENCH_TASK_INPUT, BENCH_TASK_OUTPUT); the budget is input.deadlineMs.
  */
+import { setMaxListeners } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
 import { causeChain } from "../src/util/cause-chain.js";
 import { bootstrap, fillSource, type BootstrapInput, type FillSourceInput } from "./tasks/bootstrap.js";
 import { liveLag, type LiveLagInput } from "./tasks/live-lag.js";
 import { bareGrpc, diskSeq, diskSmall, h2Bulk, h2Small, type BareGrpcInput, type DiskSeqInput, type DiskSmallInput, type H2BulkInput, type H2SmallInput } from "./tasks/references.js";
 import { singleNode, type SingleNodeInput } from "./tasks/single-node.js";
+import { storeDirect, type StoreDirectInput } from "./tasks/store-direct.js";
 import type { TaskContext } from "./tasks/task-context.js";
 
 type Task = (input: never, ctx: TaskContext) => Promise<Record<string, number>> | Record<string, number>;
@@ -21,6 +23,7 @@ const TASKS: Record<string, Task> = {
   "h2-small": (i: H2SmallInput, ctx) => h2Small(i, ctx),
   "bare-grpc": (i: BareGrpcInput, ctx) => bareGrpc(i, ctx),
   "single-node": (i: SingleNodeInput, ctx) => singleNode(i, ctx),
+  "store-direct": (i: StoreDirectInput, ctx) => storeDirect(i, ctx),
   "fill-source": (i: FillSourceInput, ctx) => fillSource(i, ctx),
   bootstrap: (i: BootstrapInput, ctx) => bootstrap(i, ctx),
   "live-lag": (i: LiveLagInput, ctx) => liveLag(i, ctx),
@@ -41,6 +44,8 @@ async function main(): Promise<number> {
   }
   const input = JSON.parse(readFileSync(inputFile, "utf8")) as { deadlineMs: number; logDir: string };
   const signal = AbortSignal.timeout(input.deadlineMs);
+  // Every call in flight listens on the task's signal (32+ at once).
+  setMaxListeners(10_000, signal);
   const ctx: TaskContext = {
     signal,
     logDir: input.logDir,

@@ -12,16 +12,22 @@ import type { Store } from "../../src/store/types.js";
 export const NAMESPACE = "bench";
 const PUT_CHUNK_BYTES = 1 << 20;
 
-/** Runs fn(0..count-1) with at most `concurrency` in flight; the first failure aborts the rest. */
-export async function pool(count: number, concurrency: number, fn: (i: number) => Promise<void>, signal: AbortSignal): Promise<void> {
+/**
+ * Runs fn(0..count-1) with at most `concurrency` in flight; the first failure aborts the rest.
+ * With `untilMs` (a performance.now() instant) no new item starts after it: returns how many
+ * items completed, always a prefix-free count of finished calls (items run in index order).
+ */
+export async function pool(count: number, concurrency: number, fn: (i: number) => Promise<void>, signal: AbortSignal, untilMs = Infinity): Promise<number> {
   let next = 0;
+  let done = 0;
   let failure: unknown;
   const worker = async (): Promise<void> => {
-    while (failure === undefined && next < count) {
+    while (failure === undefined && next < count && performance.now() < untilMs) {
       signal.throwIfAborted();
       const i = next++;
       try {
         await fn(i);
+        done++;
       } catch (e) {
         failure ??= e;
       }
@@ -29,6 +35,7 @@ export async function pool(count: number, concurrency: number, fn: (i: number) =
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, count)) }, worker));
   if (failure !== undefined) throw failure;
+  return done;
 }
 
 async function* putRequests(digest: string | undefined, body: Uint8Array): AsyncGenerator<PutRequest> {
@@ -81,7 +88,7 @@ export async function watchFeed(store: Store, onEntry: (key: string, atMs: numbe
 }
 
 /** Resolves once every key of `want` has appeared in the store's feed, or rejects on `signal`. */
-export function waitForKeys(store: Store, want: Iterable<string>, signal: AbortSignal): { done: Promise<number>; remaining: () => number } {
+export function waitForKeys(store: Store, want: Iterable<string>, signal: AbortSignal): { done: Promise<number>; remaining: () => number; missing: () => ReadonlySet<string> } {
   const missing = new Set(want);
   const stop = new AbortController();
   const onAbort = (): void => stop.abort(signal.reason);
@@ -108,7 +115,7 @@ export function waitForKeys(store: Store, want: Iterable<string>, signal: AbortS
       reject,
     );
   });
-  return { done, remaining: () => missing.size };
+  return { done, remaining: () => missing.size, missing: () => missing };
 }
 
 export function mbPerSecond(bytes: number, ms: number): number {

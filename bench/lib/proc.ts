@@ -13,6 +13,11 @@ export const GRANARY_MAIN = fileURLToPath(new URL("../../src/cli/main.js", impor
 export const BENCH_DIR = fileURLToPath(new URL("../", import.meta.url));
 
 /** Children still running, and whether each leads a process group of its own. */
+/** Extra node flags for every benchmark process (BENCH_NODE_ARGS, e.g. --cpu-prof; NODE_OPTIONS refuses it). */
+function extraNodeArgs(): string[] {
+  return (process.env["BENCH_NODE_ARGS"] ?? "").split(/\s+/).filter((a) => a !== "");
+}
+
 const children = new Map<ChildProcess, boolean>();
 let exitHookInstalled = false;
 
@@ -97,7 +102,7 @@ export interface GranaryChild {
  * Its JSON log goes to `logFile`.
  */
 export async function startGranaryChild(args: readonly string[], logFile: string, signal: AbortSignal): Promise<GranaryChild> {
-  const proc = spawn(process.execPath, [GRANARY_MAIN, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, [...extraNodeArgs(), GRANARY_MAIN, "serve", ...args], { stdio: ["ignore", "pipe", "pipe"] });
   register(proc);
   const log: WriteStream = createWriteStream(logFile, { flags: "a" });
   proc.stderr!.pipe(log, { end: false });
@@ -154,7 +159,7 @@ export interface ServerChild {
  */
 export async function startServerChild(name: string, config: unknown, signal: AbortSignal): Promise<ServerChild> {
   const script = fileURLToPath(new URL(`../servers/${name}.js`, import.meta.url));
-  const proc = spawn(process.execPath, [script, JSON.stringify(config)], { stdio: ["pipe", "pipe", "inherit"] });
+  const proc = spawn(process.execPath, [...extraNodeArgs(), script, JSON.stringify(config)], { stdio: ["pipe", "pipe", "inherit"] });
   register(proc);
   const port = await new Promise<number>((resolve, reject) => {
     const lines = createInterface({ input: proc.stdout! });
@@ -205,7 +210,7 @@ export async function runTaskProcess(
   const log = createWriteStream(logFile, { flags: "a" });
   await new Promise<void>((resolve) => log.once("open", () => resolve()));
   const started = Date.now();
-  const proc = spawn(process.execPath, [...nodeArgs, script, name], {
+  const proc = spawn(process.execPath, [...extraNodeArgs(), ...nodeArgs, script, name], {
     detached: true,
     stdio: ["ignore", log, log],
     env: { ...process.env, BENCH_TASK_INPUT: inputFile, BENCH_TASK_OUTPUT: outputFile },

@@ -23,7 +23,7 @@ import { putCas, waitForKeys, watchFeed } from "../lib/common.js";
 import { body, pooledDataset } from "../lib/data.js";
 import { cpuSecondsOf, startGranaryChild } from "../lib/proc.js";
 import { percentile } from "../lib/stats.js";
-import type { NodeCert } from "./bootstrap.js";
+import { SHUTDOWN_GRACE_MS, type NodeCert } from "./bootstrap.js";
 import type { TaskContext } from "./task-context.js";
 
 export interface LiveLagInput {
@@ -53,6 +53,8 @@ export async function liveLag(input: LiveLagInput, ctx: TaskContext): Promise<Re
       resolveNodeConfig({
         dataDir: join(input.dir, c.name),
         listen: "127.0.0.1:0",
+        opsListen: "127.0.0.1:0",
+        shutdownGraceMs: SHUTDOWN_GRACE_MS,
         peerListen: "127.0.0.1:0",
         tlsCa: input.ca,
         tlsCert: c.cert,
@@ -65,7 +67,7 @@ export async function liveLag(input: LiveLagInput, ctx: TaskContext): Promise<Re
   const n2 = await start(c2, []);
   const n3 = await start(c3, [n2.peerAddress]);
   const n1 = await startGranaryChild(
-    ["--data-dir", join(input.dir, c1.name), "--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--tls-ca", input.ca, "--tls-cert", c1.cert, "--tls-key", c1.key, "--node-id", c1.name, "--peers", `${n2.peerAddress},${n3.peerAddress}`],
+    ["--data-dir", join(input.dir, c1.name), "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--tls-ca", input.ca, "--tls-cert", c1.cert, "--tls-key", c1.key, "--node-id", c1.name, "--shutdown-grace-ms", String(SHUTDOWN_GRACE_MS), "--peers", `${n2.peerAddress},${n3.peerAddress}`],
     join(ctx.logDir, `${c1.name}-${process.pid}.log`),
     ctx.signal,
   );
