@@ -69,7 +69,7 @@ export function createNodeMetrics(source: MetricsSource, options: NodeMetricsOpt
   const received = counter(METRIC.receivedBytes, "Body bytes received from the peer (including bodies that later failed).", peer);
   const artifacts = counter(METRIC.artifacts, "Artifacts the peer offered, by outcome: applied, skipped (already here), missing (gone on the peer), failed.", [...peer, "outcome"]);
   const bytes = counter(METRIC.bytes, "Bytes of the artifacts the peer offered, by outcome (manifest sizes).", [...peer, "outcome"]);
-  const failures = counter(METRIC.failures, "Failures on the link: failed bodies, bad manifests, failed manifest walks.", peer);
+  const failures = counter(METRIC.failures, "Failed bodies plus unusable manifests from the peer.", peer);
   const rate = gauge(METRIC.rate, "Receive rate from the peer over the last few seconds.", peer);
   const passes = counter(METRIC.bootstrapPasses, "Bootstrap passes started against the peer.", peer);
   const bootTotalBytes = gauge(METRIC.bootstrapTotalBytes, "Bytes the peer held when the current bootstrap pass started (0 when not bootstrapping).", peer);
