@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { ConnectError, Code } from "@connectrpc/connect";
 import { ArtifactService, Kind } from "../../src/gen/granary/artifact/v1/artifact_pb.js";
 import { openStore } from "../../src/store/store.js";
-import type { Manifest } from "../../src/store/types.js";
+import type { Manifest, Store } from "../../src/store/types.js";
 import type { PublicConnection } from "../../src/transport/public-client.js";
 import { deterministicChunks } from "../../test/helpers/data.js";
 import { putRequests } from "../../test/helpers/mesh.js";
@@ -77,6 +77,15 @@ export interface AuditResult {
 /** Opens the (closed) data dir, lists every index entry and reads each body in full. */
 export async function auditStore(dataDir: string): Promise<AuditResult> {
   const store = await openStore({ dataDir });
+  try {
+    return await auditOpenStore(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Lists every index entry of an open store and reads each body in full. */
+export async function auditOpenStore(store: Store): Promise<AuditResult> {
   const bad: string[] = [];
   let entries = 0;
   let verified = 0;
@@ -93,13 +102,13 @@ export async function auditStore(dataDir: string): Promise<AuditResult> {
       cursor = page.nextCursor;
       if (page.done) break;
     }
-  } finally {
-    await store.close();
+  } catch (e) {
+    bad.push(`listing failed: ${(e as Error).message}`);
   }
   return { entries, verified, bad };
 }
 
-async function verifyEntry(store: Awaited<ReturnType<typeof openStore>>, m: Manifest): Promise<string | undefined> {
+async function verifyEntry(store: Store, m: Manifest): Promise<string | undefined> {
   const h = createHash("sha256");
   let length = 0;
   try {

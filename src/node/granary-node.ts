@@ -126,10 +126,15 @@ export class GranaryNode {
   }
 
   private sendDeadline = <T>(ctx: HandlerContext, src: AsyncIterable<T>, ms: number): AsyncIterable<T> =>
-    withSendDeadline(src, ms, (err) => {
-      this.log.warn({ event: "rpc.send_stalled", ...errFields(err) }, "receiver stopped reading; resetting the stream");
-      resetStream(ctx.values);
-    });
+    withSendDeadline(
+      src,
+      ms,
+      (err) => {
+        this.log.warn({ event: "rpc.send_stalled", ...errFields(err) }, "receiver stopped reading; resetting the stream");
+        resetStream(ctx.values);
+      },
+      ctx.signal,
+    );
 
   /** The ops listener first, so /livez and /readyz answer while the node starts. */
   private async startOps(): Promise<void> {
@@ -181,6 +186,7 @@ export class GranaryNode {
               heartbeatIntervalMs: Math.max(50, Math.floor(config.idleTimeoutMs / 3)),
               sendDeadline: (ctx, src) => this.sendDeadline(ctx, src, config.idleTimeoutMs),
               ...(this.hooks.failpoints ? { failpoints: this.hooks.failpoints } : {}),
+              onBodyCut: (cut) => log.warn({ event: "peer.body_cut", ...cut }, `body stream of ${cut.key} cut at byte ${cut.offset} of ${cut.length}`),
             }),
           ),
         interceptors,

@@ -223,8 +223,14 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number)
       let remaining = it.manifest.size;
       async function* body(): AsyncGenerator<Uint8Array> {
         while (remaining > 0) {
-          const c = await next();
-          if (c.done) throw new BodyStreamError(`stream ended ${remaining} bytes before the end of ${it!.manifest.key}`);
+          let c: IteratorResult<ReadBodiesResponse>;
+          try {
+            c = await next();
+          } catch (e) {
+            // Where the body was cut, for the log (the pass retries it from the start).
+            throw new BodyStreamError(`body of ${it!.manifest.key} cut at byte ${it!.manifest.size - remaining} of ${it!.manifest.size}`, { cause: e });
+          }
+          if (c.done) throw new BodyStreamError(`stream ended OK at byte ${it!.manifest.size - remaining} of ${it!.manifest.size} of ${it!.manifest.key}`);
           const cf = c.value.frame;
           if (cf.case !== "chunk") throw new BodyStreamError(`peer sent ${cf.case ?? "an empty frame"} inside a body`);
           if (cf.value.length > remaining) throw new BodyStreamError(`peer sent more bytes than declared for ${it!.manifest.key}`);

@@ -115,15 +115,26 @@ async function* idleTimeoutGen<T>(
 /**
  * Yields `src`'s messages to a consumer that must take each one within `ms`; calls `onStall`
  * once when it does not (typically: reset the stream). Time spent producing a message is not
- * counted, only the time the consumer leaves it untaken.
+ * counted, only the time the consumer leaves it untaken. With `signal` (the call's), the source
+ * is closed (return()) as soon as the call ends, whether or not the consumer ever asks again.
  */
 export function withSendDeadline<T>(
   src: AsyncIterable<T>,
   ms: number,
   onStall: (err: SendStallError) => void,
+  signal?: AbortSignal,
 ): AsyncGenerator<T, void, undefined> {
   assertPositive("ms", ms);
-  return withSendDeadlineGen(src, ms, onStall);
+  const gen = withSendDeadlineGen(src, ms, onStall);
+  if (signal) {
+    // A stream that dies (connection reset, RST_STREAM) while its handler waits at a yield is
+    // not always closed by the server library: the handler's finally blocks (open files, "cut
+    // at byte N" logs) would then wait for the garbage collector. Close it when the call ends.
+    const close = (): void => void gen.return(undefined).catch(() => undefined);
+    if (signal.aborted) close();
+    else signal.addEventListener("abort", close, { once: true });
+  }
+  return gen;
 }
 
 async function* withSendDeadlineGen<T>(

@@ -1,0 +1,79 @@
+/**
+ * A TCP fault proxy on 127.0.0.1: forwards every connection to a target and can cut
+ * connections for real (TCP RST via resetAndDestroy) once a given number of bytes flowed
+ * toward the client, or at once. TLS passes through untouched (it only sees bytes).
+ */
+import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
+
+export interface FaultProxy {
+  readonly port: number;
+  setTarget(port: number): void;
+  /** Resets the connection(s) carrying the next `bytes` bytes downstream (from now). */
+  cutAfter(bytes: number): void;
+  /** Resets every open connection now. */
+  cutAll(): number;
+  /** Refuses (resets) new connections while true. */
+  blackhole(on: boolean): void;
+  readonly stats: { connections: number; cuts: number; bytesDown: number };
+  close(): Promise<void>;
+}
+
+export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
+  let target = targetPort;
+  let cutAt: number | undefined;
+  let refuse = false;
+  const pairs = new Set<[Socket, Socket]>();
+  const stats = { connections: 0, cuts: 0, bytesDown: 0 };
+  const reset = (pair: [Socket, Socket]): void => {
+    if (!pairs.delete(pair)) return;
+    stats.cuts++;
+    for (const s of pair) if (!s.destroyed) s.resetAndDestroy();
+  };
+  const server: Server = createServer((client) => {
+    if (refuse || target === 0) {
+      client.resetAndDestroy();
+      return;
+    }
+    stats.connections++;
+    const upstream = connect(target, "127.0.0.1");
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    const drop = (): void => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", drop).on("close", drop);
+    upstream.on("error", drop).on("close", drop);
+    client.pipe(upstream);
+    upstream.on("data", (d: Buffer) => {
+      stats.bytesDown += d.length;
+      if (cutAt !== undefined && stats.bytesDown >= cutAt) {
+        cutAt = undefined;
+        reset(pair);
+        return;
+      }
+      if (!client.write(d)) {
+        upstream.pause();
+        client.once("drain", () => upstream.resume());
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    setTarget: (p) => (target = p),
+    cutAfter: (bytes) => (cutAt = stats.bytesDown + bytes),
+    cutAll: () => {
+      const n = pairs.size;
+      for (const p of [...pairs]) reset(p);
+      return n;
+    },
+    blackhole: (on) => (refuse = on),
+    stats,
+    close: async () => {
+      for (const p of [...pairs]) for (const s of p) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

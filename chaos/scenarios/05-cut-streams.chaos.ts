@@ -1,0 +1,191 @@
+/**
+ * Scenario 5 — body streams cut mid-body during a bootstrap. Node B fills itself from node A
+ * through a TCP fault proxy while bodies are cut: the serving stream fails at a random chunk
+ * (failpoint error → the stream ends with an error), the TCP connection is reset after a
+ * random number of bytes (real RST from the proxy, what a killed peer looks like on the wire),
+ * and a lying peer ends a body stream OK after fewer bytes than its header declared (wrapped
+ * client on B). Oracle: B ends Ready with every artifact, byte for byte; every index entry on B
+ * has a verified body (0 partial applies); every cut is logged with its offset (A logs
+ * peer.body_cut, B logs the failed body with the byte it was cut at); retried bytes are
+ * reported against bytes cut.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import type { ReadBodiesResponse } from "../../src/gen/granary/replication/v1/replication_pb.js";
+import type { GranaryNode } from "../../src/node/granary-node.js";
+import { createGrpcJsPeerClient } from "../../src/transport/peer-client-grpcjs.js";
+import type { PeerClient } from "../../src/transport/peer-client.js";
+import { Failpoints } from "../../src/util/failpoints.js";
+import { makePki, publicClient, startMeshNode, waitForArtifacts, waitReady } from "../../test/helpers/mesh.js";
+import { auditOpenStore, bodyBytes, buildSize, getCas, putCasBody } from "../lib/artifacts.js";
+import { captureLog } from "../lib/capture-log.js";
+import { chaosContext, Violations } from "../lib/context.js";
+import { startFaultProxy, type FaultProxy } from "../lib/fault-proxy.js";
+import { scratch } from "../lib/nodes.js";
+
+const ctx = chaosContext("05-cut-streams");
+const CUTS = ctx.size(24, 100);
+const ARTIFACTS = ctx.size(120, 600);
+const LARGE = ctx.size(6, 24);
+const NS = "cuts";
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => {});
+});
+
+type CutKind = "stream-error" | "connection-reset" | "short-ok";
+
+it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, async () => {
+  const v = new Violations();
+  const rng = ctx.rng;
+  const dir = await scratch("cuts");
+  cleanups.push(dir.cleanup);
+  const pki = await makePki(join(dir.path, "pki"));
+  const proxy: FaultProxy = await startFaultProxy();
+  cleanups.push(() => proxy.close());
+  const cuts: Array<{ kind: CutKind; key: string; offset: number }> = [];
+  const budget = { "stream-error": Math.ceil(CUTS * 0.4), "connection-reset": Math.ceil(CUTS * 0.35), "short-ok": CUTS - Math.ceil(CUTS * 0.4) - Math.ceil(CUTS * 0.35) };
+  const left = (): number => budget["stream-error"] + budget["connection-reset"] + budget["short-ok"];
+  const fpA = new Failpoints();
+  const logA = captureLog();
+  const logB = captureLog();
+
+  const a: GranaryNode = await startMeshNode({ name: "a", pki, root: dir.path, config: { advertiseAddress: `https://127.0.0.1:${proxy.port}` }, hooks: { failpoints: fpA, processMetrics: false }, log: logA.log });
+  cleanups.push(() => a.close());
+  proxy.setTarget(a.peerListener!.address().port);
+
+  // Data on A: build-like bodies plus a few large ones (several 1 MiB chunks each).
+  const want = new Map<string, number>();
+  const conn = publicClient(a);
+  const specs = Array.from({ length: ARTIFACTS }, (_, i) => ({ seed: rng.u32(), size: i < LARGE ? rng.int(4 << 20, 12 << 20) : buildSize(rng.next()) }));
+  for (let i = 0; i < specs.length; i += 16) {
+    await Promise.all(specs.slice(i, i + 16).map(async (s) => want.set(await putCasBody(conn, NS, bodyBytes(s)), s.size)));
+  }
+  conn.close();
+  const totalBytes = [...want.values()].reduce((x, y) => x + y, 0);
+
+  // Cuts on the serving side: at a random chunk, fail the stream or arm a TCP reset.
+  fpA.set("peer.read-bodies.chunk", (c) => {
+    if (rng.next() > 0.08) return;
+    const key = String(c["key"]);
+    const offset = Number(c["offset"]);
+    if (budget["stream-error"] > 0 && rng.next() < 0.5) {
+      budget["stream-error"]--;
+      cuts.push({ kind: "stream-error", key, offset });
+      throw new Error(`chaos: stream cut at byte ${offset} of ${key}`);
+    }
+    if (budget["connection-reset"] > 0) {
+      budget["connection-reset"]--;
+      const after = rng.int(1, 2 << 20);
+      cuts.push({ kind: "connection-reset", key, offset: offset + after });
+      proxy.cutAfter(after);
+    }
+  });
+
+  // The lying peer, on B's side of the wire: a body stream that ends OK early.
+  const tls = { ca: readFileSync(pki.ca), cert: readFileSync((await pki.cert("b")).cert), key: readFileSync((await pki.cert("b")).key) };
+  const factory = (address: string, serverName?: string): PeerClient => {
+    const inner = createGrpcJsPeerClient(address, { tls, idleTimeoutMs: 10_000 }, serverName);
+    return {
+      address: inner.address,
+      hello: (r, s) => inner.hello(r, s),
+      follow: (r, s) => inner.follow(r, s),
+      listManifests: (r, s) => inner.listManifests(r, s),
+      counters: () => inner.counters(),
+      close: () => inner.close(),
+      readBodies: (r, s) => ({
+        async *[Symbol.asyncIterator](): AsyncGenerator<ReadBodiesResponse> {
+          let lieAt: number | undefined;
+          let sent = 0;
+          let key = "";
+          for await (const f of inner.readBodies(r, s)) {
+            if (f.frame.case === "header") {
+              sent = 0;
+              key = f.frame.value.manifest?.key ?? "";
+              const len = Number(f.frame.value.length);
+              lieAt = budget["short-ok"] > 0 && len > 1 && rng.next() < 0.05 ? rng.int(0, len - 1) : undefined;
+              if (lieAt !== undefined) budget["short-ok"]--;
+            } else if (f.frame.case === "chunk" && lieAt !== undefined && sent + f.frame.value.length > lieAt) {
+              if (lieAt > sent) yield { ...f, frame: { case: "chunk", value: f.frame.value.subarray(0, lieAt - sent) } } as ReadBodiesResponse;
+              cuts.push({ kind: "short-ok", key, offset: lieAt });
+              return; // ends the stream "OK", short
+            }
+            if (f.frame.case === "chunk") sent += f.frame.value.length;
+            yield f;
+          }
+        },
+      }),
+    };
+  };
+
+  const started = Date.now();
+  const b = await startMeshNode({
+    name: "b",
+    pki,
+    root: dir.path,
+    peers: [`https://127.0.0.1:${proxy.port}`],
+    hooks: { peerClientFactory: factory, replication: { retry: { initialMs: 100, maxMs: 2000, multiplier: 2, jitter: 0.5 } }, processMetrics: false },
+    log: logB.log,
+  });
+  cleanups.push(() => b.close());
+  const limit = AbortSignal.timeout(ctx.size(240_000, 900_000));
+  await waitReady(b, limit);
+  await waitForArtifacts(b, NS, [...want.keys()], limit);
+  const bootstrapMs = Date.now() - started;
+  fpA.clear("peer.read-bodies.chunk");
+
+  // Oracle: every artifact on B byte for byte, every index entry verified.
+  const connB = publicClient(b);
+  let oracleReads = 0;
+  for (const [digest, size] of want) {
+    const r = await getCas(connB, NS, digest);
+    oracleReads++;
+    v.check(r.kind === "ok" && r.digest === digest && r.length === size, `B serves ${digest} as ${JSON.stringify(r)}`);
+  }
+  connB.close();
+  const audit = await auditOpenStore(b.store);
+  for (const x of audit.bad) v.check(false, `partial apply on B: ${x}`);
+  v.check(audit.entries === want.size, `B indexes ${audit.entries} artifacts, A had ${want.size}`);
+
+  // Every cut logged with its offset: A for the serving-side cuts, B for the lies.
+  const cutEvents = logA.events.filter((e) => e["event"] === "peer.body_cut");
+  for (const c of cuts.filter((x) => x.kind === "stream-error")) {
+    v.check(cutEvents.some((e) => e["key"] === c.key && e["offset"] === c.offset), `stream cut of ${c.key} at ${c.offset} not logged by A with its offset`);
+  }
+  const failedOnB = logB.events.filter((e) => e["event"] === "replication.body_failed");
+  for (const c of cuts.filter((x) => x.kind === "short-ok")) {
+    v.check(failedOnB.some((e) => e["key"] === c.key && String(e["cause"]).includes(`ended OK at byte ${c.offset} of`)), `short OK stream of ${c.key} at ${c.offset} not logged by B with its offset`);
+  }
+  const resets = cuts.filter((x) => x.kind === "connection-reset").length;
+  v.check(resets === 0 || cutEvents.some((e) => e["callerGone"] === true), "connection resets left no peer.body_cut event with callerGone");
+  v.check(cuts.length >= Math.min(CUTS, 1), `only ${cuts.length} cuts happened`);
+
+  const link = b.replication!.allLinks()[0]!;
+  const bytesFetched = link.stats.bytesFetched;
+  const bytesCutServer = cutEvents.reduce((n, e) => n + Number(e["offset"]), 0);
+  const bytesCutLies = cuts.filter((c) => c.kind === "short-ok").reduce((n, c) => n + c.offset, 0);
+  const figures = {
+    artifacts: want.size,
+    totalBytes,
+    cutsPlanned: CUTS,
+    cutsInjected: cuts.length,
+    cutsByKind: { "stream-error": cuts.filter((c) => c.kind === "stream-error").length, "connection-reset": resets, "short-ok": cuts.filter((c) => c.kind === "short-ok").length },
+    cutsNotUsed: left(),
+    proxyResets: proxy.stats.cuts,
+    serverCutEventsLogged: cutEvents.length,
+    bodyFailuresLoggedOnB: failedOnB.length,
+    partialApplies: audit.bad.length,
+    oracleReads,
+    bootstrapMs,
+    bytesFetched,
+    retriedBytes: Math.max(0, bytesFetched - totalBytes),
+    bytesCut: bytesCutServer + bytesCutLies,
+    retriedOverCut: bytesCutServer + bytesCutLies === 0 ? 0 : Math.max(0, bytesFetched - totalBytes) / (bytesCutServer + bytesCutLies),
+    passes: link.stats.passes,
+  };
+  ctx.record({ passed: v.list.length === 0, figures, violations: v.list });
+  ctx.log(JSON.stringify(figures));
+  expect(v.list).toEqual([]);
+});
