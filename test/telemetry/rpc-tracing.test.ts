@@ -7,12 +7,14 @@
  */
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
+import { PassThrough } from "node:stream";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { context, trace } from "@opentelemetry/api";
 import { node as sdkNode, tracing } from "@opentelemetry/sdk-node";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { HelloResponseSchema, ReadBodiesResponseSchema, ReplicationService } from "../../src/gen/granary/replication/v1/replication_pb.js";
+import { createLogger } from "../../src/telemetry/logger.js";
 import { ATTR } from "../../src/telemetry/names.js";
 import { observeInterceptor } from "../../src/telemetry/rpc-observe.js";
 import { startSpan } from "../../src/telemetry/spans.js";
@@ -137,6 +139,23 @@ describe("traceparent across the peer plane", () => {
     } finally {
       client.close();
     }
+  });
+});
+
+describe("logs inside a span", () => {
+  it("carry the span's trace_id and span_id; lines outside any span carry none", () => {
+    const out: string[] = [];
+    const sink = new PassThrough();
+    sink.on("data", (d: Buffer) => out.push(...d.toString().split("\n").filter(Boolean)));
+    const log = createLogger({ destination: sink });
+    const { span, ctx } = startSpan("with-logs", { parent: null });
+    context.with(ctx, () => log.info({ event: "inside" }, "inside"));
+    span.end();
+    log.info({ event: "outside" }, "outside");
+    const [inside, outside] = out.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(inside!["trace_id"]).toBe(span.spanContext().traceId);
+    expect(inside!["span_id"]).toBe(span.spanContext().spanId);
+    expect(outside!["trace_id"]).toBeUndefined();
   });
 });
 
