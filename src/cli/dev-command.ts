@@ -123,7 +123,7 @@ Try, in another terminal:
 Add a fresh node that bootstraps from the mesh:
   npx granary certs issue --dir ${certs} --name node-new
   npx granary serve --data-dir ${join(dir, "node-new")} --node-id node-new --listen 127.0.0.1:${base + 50} \\
-    --peer-listen 127.0.0.1:${base + 150} --tls-ca ${caFiles(certs).certFile} \\
+    --peer-listen 127.0.0.1:${base + 150} --ops-listen 127.0.0.1:9470 --tls-ca ${caFiles(certs).certFile} \\
     --tls-cert ${join(certs, "node-new.pem")} --tls-key ${join(certs, "node-new-key.pem")} --peers ${first.peerAddress}
 
 Ctrl-C stops the mesh.

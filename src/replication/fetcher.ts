@@ -286,11 +286,12 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
   const waits: Promise<void>[] = [];
   const mine: Item[] = [];
   let storeFailure: unknown;
-  const settle = (m: Manifest, p: Promise<ApplyOutcome | "missing">): Promise<void> =>
+  // A claim another link leads counts here as skipped: that link fetched and applied it.
+  const settle = (m: Manifest, p: Promise<ApplyOutcome | "missing">, leader: boolean): Promise<void> =>
     p.then(
       (outcome) => {
         if (outcome === "missing") result.missing++;
-        else if (outcome === "applied") {
+        else if (outcome === "applied" && leader) {
           result.applied++;
           ctx.progress.onApplied(m, outcome);
         } else {
@@ -316,7 +317,7 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
     const done = deferred<ApplyOutcome | "missing">();
     const claim = ctx.flights.claim(flightKey(m), () => done.promise);
     if (claim.leader) mine.push({ manifest: m, done });
-    waits.push(settle(m, claim.promise));
+    waits.push(settle(m, claim.promise, claim.leader));
   }
   const parent = activeContext();
   const tasks = planTasks(mine).map((items) =>

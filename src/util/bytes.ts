@@ -18,7 +18,7 @@ export function parseBytes(text: string): number {
 
 export function formatBytes(n: number): string {
   const abs = Math.abs(n);
-  if (abs < 1024) return `${n} B`;
+  if (abs < 1024) return `${Math.round(n)} B`;
   const units = ["KiB", "MiB", "GiB", "TiB"];
   let v = n / 1024;
   let i = 0;
