@@ -1,7 +1,7 @@
 /**
  * `granary serve`: runs one node until SIGTERM/SIGINT, then drains and exits.
  */
-import { resolveNodeConfig, DEFAULT_PEER_WINDOW_BYTES, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_OPS_LISTEN, DEFAULT_PEER_LISTEN, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_STAGING_BUDGET_BYTES } from "../node/config.js";
+import { resolveNodeConfig, DEFAULT_PEER_DROP_AFTER_MS, DEFAULT_PEER_WINDOW_BYTES, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_OPS_LISTEN, DEFAULT_PEER_LISTEN, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_STAGING_BUDGET_BYTES } from "../node/config.js";
 import { GranaryNode, GRANARY_VERSION } from "../node/granary-node.js";
 import { createLogger, errFields } from "../telemetry/logger.js";
 import { RecentEvents } from "../telemetry/recent-events.js";
@@ -17,6 +17,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { name: "advertise-address", kind: "string", help: "https://HOST:PORT other nodes dial to reach this node's peer listener" },
   { name: "peers", kind: "list", help: "peer addresses https://HOST:PORT, comma-separated or repeated" },
   { name: "peer-allow", kind: "list", help: "only these node names may call the peer listener (default: any node of the mesh CA)" },
+  { name: "peer-drop-after-ms", kind: "int", default: String(DEFAULT_PEER_DROP_AFTER_MS), help: "a peer learned through Hello (not in --peers) unreachable this long is forgotten" },
   { name: "tls-ca", kind: "string", help: "mesh CA certificate (PEM), from `granary certs init`" },
   { name: "tls-cert", kind: "string", help: "this node's certificate (PEM), from `granary certs issue`" },
   { name: "tls-key", kind: "string", help: "this node's private key (PEM)" },
@@ -54,6 +55,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     advertiseAddress: values["advertise-address"] as string | undefined,
     peers: (values["peers"] as string[] | undefined) ?? [],
     peerAllow: (values["peer-allow"] as string[] | undefined) ?? [],
+    peerDropAfterMs: values["peer-drop-after-ms"] as number,
     tlsCa: values["tls-ca"] as string | undefined,
     tlsCert: values["tls-cert"] as string | undefined,
     tlsKey: values["tls-key"] as string | undefined,

@@ -32,6 +32,8 @@ export interface NodeConfig {
   readonly peers: readonly string[];
   /** When non-empty, only these node names may call the peer listener. */
   readonly peerAllow: readonly string[];
+  /** A peer learned through Hello (not configured) that stays unreachable this long is dropped. */
+  readonly peerDropAfterMs: number;
   /** Per-message idle timeout on peer streams, both directions. */
   readonly idleTimeoutMs: number;
   /** HTTP/2 flow-control window of peer connections (stream and connection), bytes. */
@@ -54,6 +56,7 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 /** 2 x (1 Gbit/s x 100 ms) = 25 MB, rounded up: one stream alone can fill such a link. */
 export const DEFAULT_PEER_WINDOW_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_STAGING_BUDGET_BYTES = 1 << 30;
+export const DEFAULT_PEER_DROP_AFTER_MS = 3_600_000;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 /** Where `granary serve` puts the ops listener unless told otherwise (the OTel Prometheus port). */
 export const DEFAULT_OPS_LISTEN = "127.0.0.1:9464";
@@ -95,6 +98,7 @@ export interface RawNodeConfig {
   capacityBytes?: number | undefined;
   peers?: readonly string[] | undefined;
   peerAllow?: readonly string[] | undefined;
+  peerDropAfterMs?: number | undefined;
   idleTimeoutMs?: number | undefined;
   peerWindowBytes?: number | undefined;
   stagingBudgetBytes?: number | undefined;
@@ -140,6 +144,7 @@ export function resolveNodeConfig(raw: RawNodeConfig): NodeConfig {
     capacityBytes: nonNegativeInt("capacity", raw.capacityBytes ?? 0),
     peers,
     peerAllow: raw.peerAllow ?? [],
+    peerDropAfterMs: nonNegativeInt("peer-drop-after-ms", raw.peerDropAfterMs ?? DEFAULT_PEER_DROP_AFTER_MS),
     idleTimeoutMs,
     peerWindowBytes: nonNegativeInt("peer-window-bytes", raw.peerWindowBytes ?? DEFAULT_PEER_WINDOW_BYTES),
     stagingBudgetBytes: nonNegativeInt("staging-budget-bytes", raw.stagingBudgetBytes ?? DEFAULT_STAGING_BUDGET_BYTES),

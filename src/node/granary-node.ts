@@ -43,7 +43,6 @@ export const PUBLIC_SEND_DEADLINE_MS = 60_000;
 export interface NodeHooks {
   readonly peerClientFactory?: PeerClientFactory;
   readonly replication?: ConstructorParameters<typeof Replicator>[0]["linkOptions"];
-  readonly peerDropAfterMs?: number;
   /** Failpoints of the store ("store.*") and of the serving side of the peer plane ("peer.*"; "peer.rpc" before every peer handler). */
   readonly failpoints?: Failpoints;
   /** The logger's ring of recent warnings/errors (createLogger's `recent`), shown on the status page. */
@@ -258,7 +257,7 @@ export class GranaryNode {
       stagingBudgetBytes: config.stagingBudgetBytes,
       bandwidthBytesPerSecond: config.replicationBandwidthBytesPerSecond,
       ...(this.hooks.replication ? { linkOptions: this.hooks.replication } : {}),
-      ...(this.hooks.peerDropAfterMs !== undefined ? { peerDropAfterMs: this.hooks.peerDropAfterMs } : {}),
+      peerDropAfterMs: config.peerDropAfterMs,
       onInitialSyncDone: ready,
     });
     await this.replicator.start();

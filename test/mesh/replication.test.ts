@@ -329,3 +329,36 @@ describe("idle timeouts on peer streams", () => {
     expect(link.stats.lastError).toMatch(/no message for 400 ms|IDLE/i);
   });
 });
+
+describe("membership", () => {
+  it("forgets a learned peer that stays unreachable longer than --peer-drop-after-ms, also after a restart", async () => {
+    const { createLogger } = await import("../../src/telemetry/logger.js");
+    const { Writable } = await import("node:stream");
+    let dropped!: (e: Record<string, unknown>) => void;
+    const sawDrop = new Promise<Record<string, unknown>>((r) => (dropped = r));
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString().split("\n")) {
+          if (!line) continue;
+          const e = JSON.parse(line) as Record<string, unknown>;
+          if (e["event"] === "membership.dropped") dropped(e);
+        }
+        cb();
+      },
+    });
+    const aName = uniq("a");
+    let a = await node(aName, [], { config: { peerDropAfterMs: 500 }, log: createLogger({ level: "info", destination: sink }) });
+    const b = await node(uniq("b"), [a]);
+    await waitReady(b);
+    const bAddress = b.peerAddress;
+    // a learned b when b said Hello; b goes away for good.
+    await stop(b);
+    const e = await sawDrop;
+    expect(e["address"]).toBe(bAddress);
+    expect(a.replication!.knownPeers()).not.toContain(bAddress);
+    const aDir = a.config.dataDir;
+    await stop(a);
+    a = await node(aName, [], { dataDir: aDir });
+    expect(a.replication!.knownPeers()).not.toContain(bAddress);
+  });
+});
