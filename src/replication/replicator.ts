@@ -38,6 +38,8 @@ export interface ReplicatorOptions {
 }
 
 export const DEFAULT_PEER_DROP_AFTER_MS = 3_600_000;
+/** At most one staging exhausted/relieved pair of log lines per this interval. */
+export const STAGING_LOG_INTERVAL_MS = 30_000;
 const LEARNED_KEY = "membership.learned";
 
 interface LinkEntry {
@@ -60,12 +62,29 @@ export class Replicator {
 
   constructor(private readonly opts: ReplicatorOptions) {
     // Budget exhausted / relieved are transitions an operator must see: a full budget makes
-    // fetches wait (by design), which otherwise looks like a slow peer.
-    this.staging = new StagingBudget(opts.stagingBudgetBytes, (p) =>
-      p.state === "exhausted"
-        ? opts.log.info({ event: "replication.staging_exhausted", budgetBytes: p.budgetBytes, reservedBytes: p.reservedBytes, wantBytes: p.wantBytes }, "staging budget full: body fetches wait for reservations to be released")
-        : opts.log.info({ event: "replication.staging_relieved", budgetBytes: p.budgetBytes, waitedMs: p.waitedMs }, `staging budget has room again after ${p.waitedMs} ms of waiting`),
-    );
+    // fetches wait (by design), which otherwise looks like a slow peer. Under steady pressure
+    // the budget fills and drains per body, so episodes are logged at most once per interval
+    // (the next line counts the ones in between); granary_staging_waits_total counts them all.
+    let lastLoggedMs = -Infinity;
+    let logged = false;
+    let unlogged = 0;
+    this.staging = new StagingBudget(opts.stagingBudgetBytes, (p) => {
+      if (p.state === "exhausted") {
+        logged = Date.now() - lastLoggedMs >= STAGING_LOG_INTERVAL_MS;
+        if (!logged) {
+          unlogged++;
+          return;
+        }
+        lastLoggedMs = Date.now();
+        opts.log.info(
+          { event: "replication.staging_exhausted", budgetBytes: p.budgetBytes, reservedBytes: p.reservedBytes, wantBytes: p.wantBytes, episodesSinceLastLine: unlogged },
+          "staging budget full: body fetches wait for reservations to be released",
+        );
+        unlogged = 0;
+      } else if (logged) {
+        opts.log.info({ event: "replication.staging_relieved", budgetBytes: p.budgetBytes, waitedMs: p.waitedMs }, `staging budget has room again after ${p.waitedMs} ms of waiting`);
+      }
+    });
     this.bandwidth = new BandwidthLimiter(opts.bandwidthBytesPerSecond);
     this.linkOptions = { ...DEFAULT_PEER_LINK_OPTIONS, ...opts.linkOptions };
   }
@@ -214,8 +233,19 @@ export class Replicator {
   }
 }
 
-/** Expands https://NAME:PORT into one address per resolved IP (a headless Service). */
-async function expandPeers(peers: readonly string[], log: Logger): Promise<Array<{ address: string; serverName: string | undefined }>> {
+export type LookupAll = (host: string) => Promise<Array<{ address: string; family: number }>>;
+
+const lookupAll: LookupAll = (host) => lookup(host, { all: true });
+
+/**
+ * Expands https://NAME:PORT into one address per resolved IP (a Kubernetes headless Service
+ * resolves to every pod); each keeps NAME as the TLS name to verify.
+ */
+export async function expandPeers(
+  peers: readonly string[],
+  log: Logger,
+  resolve: LookupAll = lookupAll,
+): Promise<Array<{ address: string; serverName: string | undefined }>> {
   const out: Array<{ address: string; serverName: string | undefined }> = [];
   for (const p of peers) {
     const u = new URL(p);
@@ -225,7 +255,7 @@ async function expandPeers(peers: readonly string[], log: Logger): Promise<Array
       continue;
     }
     try {
-      const addrs = await lookup(host, { all: true });
+      const addrs = await resolve(host);
       if (addrs.length <= 1) {
         out.push({ address: `https://${u.host}`, serverName: undefined });
       } else {
