@@ -117,7 +117,8 @@ class PeerBars {
       }
       const boot = p.phase === PeerPhase.BOOTSTRAPPING && p.bootstrapTotalBytes > 0n;
       const total = boot ? Number(p.bootstrapTotalBytes) : Math.max(1, Number(p.headSeq));
-      const value = boot ? Number(p.bootstrapDoneBytes) : Number(p.cursorSeq);
+      // A follower at the head is complete, also when the head is 0 (an empty peer).
+      const value = boot ? Number(p.bootstrapDoneBytes) : p.cursorSeq >= p.headSeq ? total : Number(p.cursorSeq);
       bar.setTotal(total);
       bar.update(Math.min(value, total), { label: (p.nodeId || p.address).padEnd(12), info: peerLine(p) });
     }
