@@ -328,6 +328,9 @@ export class PeerLink {
       const saved = this.deps.store.getMeta<BootstrapState>(key);
       const state: BootstrapState = saved && saved.incarnation === hello.incarnation ? saved : { incarnation: hello.incarnation, snapshotHead: -1, walkCursor: "" };
       this.stats.passes++;
+      // Behind the peer from the start of the pass: lag seconds count from here.
+      this.stats.headSeq = Math.max(this.stats.headSeq, Number(hello.feedHead));
+      if (this.stats.cursorSeq < this.stats.headSeq) this.stats.lagSince ??= Date.now();
       const startedMs = Date.now();
       this.stats.bootstrap = {
         totalArtifacts: Number(hello.artifactCount),

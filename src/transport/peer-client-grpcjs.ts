@@ -47,7 +47,8 @@ function toPeerError(address: string, method: string, e: unknown): PeerRpcError 
   const se = e as Partial<grpc.ServiceError>;
   if (typeof se.code === "number") {
     const refusal = se.metadata?.get("granary-refusal")[0];
-    return new PeerRpcError(CODES[se.code] ?? "UNKNOWN", `${method} from ${address}: ${se.details ?? se.message ?? "failed"}`, typeof refusal === "string" ? refusal : undefined, { cause: e });
+    // The cause (grpc-js's "13 INTERNAL: <details>") carries the peer's words; not repeated here.
+    return new PeerRpcError(CODES[se.code] ?? "UNKNOWN", `${method} from ${address} failed`, typeof refusal === "string" ? refusal : undefined, { cause: e });
   }
   return new PeerRpcError("UNKNOWN", `${method} from ${address} failed`, undefined, { cause: e });
 }

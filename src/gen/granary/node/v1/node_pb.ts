@@ -85,7 +85,7 @@ export const WatchStatusResponseSchema: GenMessage<WatchStatusResponse> = /*@__P
  */
 export type StoreUsage = Message<"granary.node.v1.StoreUsage"> & {
   /**
-   * Bytes of live artifact bodies.
+   * Bytes of live artifacts: their bodies plus per-record framing (32 bytes and the manifest).
    *
    * @generated from field: uint64 live_bytes = 1;
    */

@@ -92,7 +92,8 @@ export type HelloResponse = Message<"granary.replication.v1.HelloResponse"> & {
   advertiseAddress: string;
 
   /**
-   * Size of the callee's index now, for a bootstrap's progress and ETA.
+   * Size of the callee's index now (live_bytes counts bodies plus record framing), for a
+   * bootstrap's progress and ETA.
    *
    * @generated from field: uint64 artifact_count = 8;
    */
