@@ -12,6 +12,8 @@ export interface RawOutcome {
   /** RST_STREAM code, or the stream/session error, when no status came. */
   readonly failure: string | undefined;
   readonly timedOut: boolean;
+  /** HTTP :status of the response (a gRPC client reads 404 as UNIMPLEMENTED). */
+  readonly httpStatus?: number | undefined;
 }
 
 export function rawSession(url: string, options: SecureClientSessionOptions = {}): Promise<ClientHttp2Session> {
@@ -34,12 +36,13 @@ export function rawCall(session: ClientHttp2Session, path: string, body: Uint8Ar
   return new Promise((resolve) => {
     let status: number | undefined;
     let message = "";
+    let httpStatus: number | undefined;
     let settled = false;
     const done = (failure: string | undefined, timedOut = false): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ status, message, failure: status === undefined ? failure : undefined, timedOut });
+      resolve({ status, message, failure: status === undefined ? failure : undefined, timedOut, httpStatus });
     };
     let req: ReturnType<ClientHttp2Session["request"]>;
     try {
@@ -60,6 +63,7 @@ export function rawCall(session: ClientHttp2Session, path: string, body: Uint8Ar
       done("client timeout", true);
     }, timeoutMs + 2000);
     const take = (h: Record<string, unknown>): void => {
+      if (h[":status"] !== undefined) httpStatus ??= Number(h[":status"]);
       if (h["grpc-status"] !== undefined) {
         status = Number(h["grpc-status"]);
         message = decodeURIComponent(String(h["grpc-message"] ?? ""));
