@@ -1,0 +1,147 @@
+/**
+ * Scenario 12 — disk full. A node's data dir lives on a 64 MiB tmpfs mounted for the scenario
+ * (root only; skipped with the reason printed otherwise). A filler file leaves a little room;
+ * 64 writers push 8 KiB–2 MiB bodies until the filesystem is full (segment appends and index
+ * commits hit ENOSPC wherever they are). Oracle: failed writes end in RESOURCE_EXHAUSTED
+ * promptly, every acknowledged put reads back byte for byte while the disk is full, no index
+ * entry lacks a verified body, and once the filler is deleted writes succeed again without a
+ * restart; after a restart the store is still consistent.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtemp, rm, rmdir, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import type { GranaryNode } from "../../src/node/granary-node.js";
+import { publicClient } from "../../test/helpers/mesh.js";
+import { auditOpenStore, auditStore, bodyBytes, buildSize, codeOf, getCas, putCasBody, type BodySpec } from "../lib/artifacts.js";
+import { chaosContext, Violations } from "../lib/context.js";
+import { startSingleNode } from "../lib/nodes.js";
+
+const ctx = chaosContext("12-disk-full");
+const WRITERS = 64;
+const FS_BYTES = 64 << 20;
+const ROUNDS = ctx.size(2, 10);
+const NS = "full";
+
+let mountPoint: string | undefined;
+let node: GranaryNode | undefined;
+afterAll(async () => {
+  await node?.close().catch(() => {});
+  if (mountPoint) {
+    try {
+      execFileSync("umount", [mountPoint]);
+    } catch {
+      // not mounted
+    }
+    await rmdir(mountPoint).catch(() => {});
+  }
+});
+
+it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no partial body, and recovers without restart", async (t) => {
+  if (process.getuid?.() !== 0) {
+    const reason = "not root: cannot mount a tmpfs for ENOSPC (run make chaos as root)";
+    ctx.log(`SKIPPED: ${reason}`);
+    ctx.record({ passed: true, figures: { skipped: true }, violations: [], notes: [reason] });
+    t.skip();
+    return;
+  }
+  const v = new Violations();
+  const rng = ctx.rng;
+  mountPoint = await mkdtemp(join(tmpdir(), "granary-chaos-tmpfs-"));
+  execFileSync("mount", ["-t", "tmpfs", "-o", `size=${FS_BYTES}`, "tmpfs", mountPoint]);
+  const dataDir = join(mountPoint, "data");
+  const filler = join(mountPoint, "filler");
+  node = await startSingleNode(dataDir);
+  const conn = publicClient(node);
+  const acked = new Map<string, BodySpec>();
+  const codes: Record<string, number> = {};
+  const failLatencyMs: number[] = [];
+  const resumeMs: number[] = [];
+  let puts = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    // Leave 8-24 MiB free for this round.
+    const df = (): number => Number(execFileSync("df", ["-B1", "--output=avail", mountPoint!]).toString().split("\n")[1]);
+    const leave = rng.int(8 << 20, 24 << 20);
+    await writeFile(filler, Buffer.alloc(Math.max(0, df() - leave)));
+    let full = 0;
+    const writer = async (): Promise<void> => {
+      for (let i = 0; i < 200 && full < WRITERS * 2; i++) {
+        const spec = { seed: rng.u32(), size: buildSize(rng.next()) };
+        const t0 = Date.now();
+        puts++;
+        try {
+          const d = await putCasBody(conn, NS, bodyBytes(spec));
+          acked.set(d, spec);
+        } catch (e) {
+          const code = codeOf(e);
+          codes[code] = (codes[code] ?? 0) + 1;
+          failLatencyMs.push(Date.now() - t0);
+          if (code === "ResourceExhausted") full++;
+          else v.check(false, `round ${round}: a write on a full disk failed with ${code}: ${(e as Error).message}`);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: WRITERS }, writer));
+    v.check(full > 0, `round ${round}: the disk never filled`);
+
+    // Reads keep working while the disk is full.
+    for (const [d, spec] of acked) {
+      const r = await getCas(conn, NS, d);
+      v.check(r.kind === "ok" && r.digest === d && r.length === spec.size, `round ${round}: acknowledged ${d} reads as ${JSON.stringify(r)} on a full disk`);
+    }
+    const audit = await auditOpenStore(node.store);
+    for (const b of audit.bad) v.check(false, `round ${round}: index entry without a verified body: ${b}`);
+
+    // Free the space: writes succeed again, without a restart.
+    await rm(filler);
+    const freedAt = Date.now();
+    let ok = false;
+    for (let i = 0; i < 200 && !ok && Date.now() - freedAt < 30_000; i++) {
+      const spec = { seed: rng.u32(), size: rng.int(8 << 10, 256 << 10) };
+      try {
+        acked.set(await putCasBody(conn, NS, bodyBytes(spec)), spec);
+        ok = true;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    resumeMs.push(ok ? Date.now() - freedAt : -1);
+    v.check(ok && Date.now() - freedAt <= 5000, `round ${round}: writes did not resume within 5 s of freeing space (${Date.now() - freedAt} ms)`);
+    ctx.log(`round ${round}: ${acked.size} acked so far, ${full} RESOURCE_EXHAUSTED, resumed in ${resumeMs[resumeMs.length - 1]} ms`);
+    // Make room for the next round: the store is bounded by the tmpfs; drop everything.
+    if (round < ROUNDS - 1) {
+      conn.close();
+      await node.close();
+      node = undefined;
+      await rm(dataDir, { recursive: true, force: true });
+      node = await startSingleNode(dataDir);
+      Object.assign(conn, publicClient(node));
+      acked.clear();
+    }
+  }
+  conn.close();
+  await node.close();
+  node = undefined;
+  const finalAudit = await auditStore(dataDir);
+  for (const b of finalAudit.bad) v.check(false, `after restart: ${b}`);
+  v.check(finalAudit.entries >= acked.size, `after restart ${finalAudit.entries} entries < ${acked.size} acknowledged`);
+  failLatencyMs.sort((a, b) => a - b);
+  const figures = {
+    filesystemBytes: FS_BYTES,
+    rounds: ROUNDS,
+    writers: WRITERS,
+    puts,
+    failureCodes: codes,
+    failedWriteLatencyMsP50: failLatencyMs[Math.floor(failLatencyMs.length / 2)] ?? 0,
+    failedWriteLatencyMsP99: failLatencyMs[Math.floor(failLatencyMs.length * 0.99)] ?? 0,
+    failedWriteLatencyMsMax: failLatencyMs[failLatencyMs.length - 1] ?? 0,
+    writesResumedAfterMs: resumeMs,
+    lastRoundAcknowledged: acked.size,
+    indexEntriesAfterRestart: finalAudit.entries,
+    indexEntriesWithoutVerifiedBody: v.list.filter((x) => x.includes("index entry") || x.includes("after restart")).length,
+  };
+  ctx.record({ passed: v.list.length === 0, figures, violations: v.list });
+  ctx.log(JSON.stringify(figures));
+  expect(v.list).toEqual([]);
+});
