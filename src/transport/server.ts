@@ -176,6 +176,8 @@ async function start(
     connectionWindowBytes: limits.connectionWindowBytes,
     keepaliveIntervalMs: limits.keepaliveIntervalMs,
     keepaliveTimeoutMs: limits.keepaliveTimeoutMs,
+    streamResetBurst: limits.streamResetBurst,
+    streamResetRatePerSecond: limits.streamResetRatePerSecond,
     ...(options.onKeepaliveTimeout !== undefined ? { onKeepaliveTimeout: options.onKeepaliveTimeout } : {}),
   });
   // 'session' is emitted synchronously while Node sets the session up on the socket, before

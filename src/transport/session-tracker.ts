@@ -6,11 +6,12 @@
  * - server keepalive: a session with no frames for keepaliveIntervalMs gets a PING; no ACK
  *   within keepaliveTimeoutMs destroys it, so a dead peer under a silent long stream is found
  *   (Node re-arms a session timeout on traffic but not after it fired, so we re-arm on ACK);
+ * - a Rapid Reset budget per session (client stream resets; see resetBudget);
  * - graceful shutdown: GOAWAY to every session, wait for in-flight streams up to a grace
  *   period, then destroy what is left, including sockets still in their TLS handshake.
  */
 import type { Socket } from "node:net";
-import type { Http2SecureServer, Http2Server, ServerHttp2Session } from "node:http2";
+import { constants, type Http2SecureServer, type Http2Server, type ServerHttp2Session } from "node:http2";
 
 export interface SessionTrackerOptions {
   /** Connection-level receive window to set on each session, bytes. */
@@ -19,6 +20,11 @@ export interface SessionTrackerOptions {
   keepaliveTimeoutMs: number;
   /** Told when a session is destroyed for not answering a keepalive PING. */
   onKeepaliveTimeout?: (remoteAddress: string | undefined) => void;
+  /** Rapid Reset budget per session: client resets in a burst, and the refill rate. */
+  streamResetBurst: number;
+  streamResetRatePerSecond: number;
+  /** Told when a session is destroyed for resetting too many streams. */
+  onResetFlood?: (remoteAddress: string | undefined) => void;
 }
 
 export class SessionTracker {
@@ -65,7 +71,35 @@ export class SessionTracker {
       // The session died between creation and now; 'close' cleans up.
     }
     this.keepalive(session);
+    this.resetBudget(session);
     if (this.draining) session.close();
+  }
+
+  /**
+   * Rapid Reset (CVE-2023-44487): a token bucket of client stream resets per session. Every
+   * stream the client resets before we finished it costs a handler start; past the budget the
+   * session gets GOAWAY ENHANCE_YOUR_CALM and is destroyed, dropping the frames still queued.
+   */
+  private resetBudget(session: ServerHttp2Session): void {
+    const { streamResetBurst: burst, streamResetRatePerSecond: rate } = this.options;
+    let tokens = burst;
+    let last = performance.now();
+    session.on("stream", (stream) => {
+      stream.once("aborted", () => {
+        const now = performance.now();
+        tokens = Math.min(burst, tokens + ((now - last) / 1000) * rate);
+        last = now;
+        tokens -= 1;
+        if (tokens >= 0 || session.destroyed) return;
+        this.options.onResetFlood?.(session.socket?.remoteAddress);
+        try {
+          session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+        } catch {
+          // already closing
+        }
+        session.destroy();
+      });
+    });
   }
 
   /**

@@ -1,0 +1,210 @@
+/**
+ * Scenario 9 — HTTP/2 abuse on both listeners of a `granary serve` child, with raw frames:
+ * rapid reset (10,000 HEADERS+RST_STREAM), CONTINUATION flood, PING and SETTINGS floods,
+ * streams beyond max_concurrent_streams, a 256 KiB header list, invalid frames, and a reader
+ * that opens a large Get with a zero window and never reads. A legitimate client runs all the
+ * while. Oracle: the node never dies; the connection of every attack that must be refused is
+ * closed (GOAWAY or close) within 1 s; RSS growth stays under 64 MiB; the legitimate client's
+ * calls all succeed (its p99 against the pre-attack baseline is reported).
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, expect, it } from "vitest";
+import { ArtifactService, Kind } from "../../src/gen/granary/artifact/v1/artifact_pb.js";
+import { connectPublic } from "../../src/transport/public-client.js";
+import { makePki } from "../../test/helpers/mesh.js";
+import { bodyBytes, putCasBody } from "../lib/artifacts.js";
+import { chaosContext, Violations } from "../lib/context.js";
+import { F, frame, grpcRequestHeaders, headerBlock, rawConnect, rst, settings, T, type RawConn } from "../lib/h2-frames.js";
+import { scratch } from "../lib/nodes.js";
+import { killAll, startNode } from "../lib/processes.js";
+import { grpcFrame, lenField, rawCall, rawSession, varintField } from "../lib/raw-grpc.js";
+
+const ctx = chaosContext("09-http2-abuse");
+const ROUNDS = ctx.size(1, 5);
+afterAll(killAll);
+
+interface Attack {
+  readonly name: string;
+  /** Must the server close this connection (within 1 s)? */
+  readonly mustClose: boolean;
+  run(c: RawConn, path: string, authority: string): Promise<void>;
+}
+
+const drainWrite = async (c: RawConn, b: Buffer): Promise<void> => {
+  if (!c.write(b) && !c.socket.destroyed) await new Promise<void>((r) => { c.socket.once("drain", r); c.socket.once("close", r); });
+};
+
+const ATTACKS: Attack[] = [
+  {
+    name: "rapid reset (10,000 HEADERS+RST_STREAM)",
+    mustClose: true,
+    async run(c, path, authority) {
+      const block = headerBlock(grpcRequestHeaders(path, authority));
+      for (let i = 0; i < 10_000 && !c.socket.destroyed; i += 100) {
+        const batch: Buffer[] = [];
+        for (let k = 0; k < 100; k++) {
+          const id = 2 * (i + k) + 1;
+          batch.push(frame(T.HEADERS, F.END_HEADERS, id, block), rst(id));
+        }
+        await drainWrite(c, Buffer.concat(batch));
+      }
+    },
+  },
+  {
+    name: "CONTINUATION flood (100,000 frames, no END_HEADERS)",
+    mustClose: true,
+    async run(c, path, authority) {
+      await drainWrite(c, frame(T.HEADERS, 0, 1, headerBlock(grpcRequestHeaders(path, authority))));
+      const junk = frame(T.CONTINUATION, 0, 1, headerBlock([["x-junk", "y".repeat(16)]]));
+      for (let i = 0; i < 100_000 && !c.socket.destroyed; i += 500) await drainWrite(c, Buffer.concat(Array.from({ length: 500 }, () => junk)));
+    },
+  },
+  {
+    name: "PING flood (10,000)",
+    mustClose: false,
+    async run(c) {
+      const ping = frame(T.PING, 0, 0, Buffer.alloc(8));
+      for (let i = 0; i < 10_000 && !c.socket.destroyed; i += 500) await drainWrite(c, Buffer.concat(Array.from({ length: 500 }, () => ping)));
+    },
+  },
+  {
+    name: "SETTINGS flood (10,000)",
+    mustClose: false,
+    async run(c) {
+      const s = settings([[4, 65535]]);
+      for (let i = 0; i < 10_000 && !c.socket.destroyed; i += 500) await drainWrite(c, Buffer.concat(Array.from({ length: 500 }, () => s)));
+    },
+  },
+  {
+    name: "streams beyond the limit (1,000 open streams)",
+    mustClose: true,
+    async run(c, path, authority) {
+      const block = headerBlock(grpcRequestHeaders(path, authority));
+      for (let i = 0; i < 1000 && !c.socket.destroyed; i++) await drainWrite(c, frame(T.HEADERS, F.END_HEADERS, 2 * i + 1, block));
+    },
+  },
+  {
+    name: "256 KiB header list",
+    mustClose: true,
+    async run(c, path, authority) {
+      const block = headerBlock([...grpcRequestHeaders(path, authority), ...Array.from({ length: 64 }, (_, i): [string, string] => [`x-big-${i}`, "z".repeat(4096)])]);
+      // Split into 16 KiB frames: HEADERS then CONTINUATIONs.
+      const parts: Buffer[] = [];
+      for (let o = 0; o < block.length; o += 16_384) parts.push(block.subarray(o, o + 16_384));
+      await drainWrite(c, frame(T.HEADERS, parts.length === 1 ? F.END_HEADERS : 0, 1, parts[0]!));
+      for (let i = 1; i < parts.length; i++) await drainWrite(c, frame(T.CONTINUATION, i === parts.length - 1 ? F.END_HEADERS : 0, 1, parts[i]!));
+    },
+  },
+  {
+    name: "invalid frames (1,000 DATA frames on idle streams)",
+    mustClose: true,
+    async run(c) {
+      for (let i = 0; i < 1000 && !c.socket.destroyed; i++) await drainWrite(c, frame(T.DATA, 0, 2 * i + 101, Buffer.alloc(8)));
+    },
+  },
+];
+
+async function rss(pid: number): Promise<number> {
+  const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+function p99(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))] ?? 0;
+}
+
+it("abusive HTTP/2 connections are closed, the node survives and keeps serving", async () => {
+  const v = new Violations();
+  const dir = await scratch("h2abuse");
+  try {
+    const pki = await makePki(join(dir.path, "pki"));
+    const a = await pki.cert("a");
+    const c = await pki.cert("c");
+    const child = await startNode(["--data-dir", join(dir.path, "a"), "--peer-listen", "127.0.0.1:0", "--tls-ca", pki.ca, "--tls-cert", a.cert, "--tls-key", a.key]);
+    await child.waitReady();
+    const pid = child.proc.pid!;
+    const publicPort = Number(child.publicAddress.split(":").pop());
+    const peerPort = Number(child.peerAddress!.split(":").pop());
+    const peerTls = { ca: await readFile(pki.ca), cert: await readFile(c.cert), key: await readFile(c.key), servername: "localhost" };
+    const conn = connectPublic({ server: child.publicAddress });
+    const big = await putCasBody(conn, "default", bodyBytes({ seed: 1, size: 32 << 20 }));
+
+    // Legitimate traffic: Stat on the public listener and Hello on the peer listener, in a loop.
+    const peerLegit = await rawSession(child.peerAddress!, peerTls);
+    peerLegit.on("error", () => {});
+    const legit = { ok: 0, failed: 0, latencies: [] as number[], failures: [] as string[] };
+    const legitRound = async (): Promise<void> => {
+      const t0 = performance.now();
+      try {
+        await conn.client(ArtifactService).stat({ refs: [{ namespace: "default", kind: Kind.CAS, key: big }] });
+        const out = await rawCall(peerLegit, "/granary.replication.v1.ReplicationService/Hello", grpcFrame(new Uint8Array(0)), 5000);
+        if (out.status !== 0) throw new Error(`Hello: ${JSON.stringify(out)}`);
+        legit.ok++;
+        legit.latencies.push(performance.now() - t0);
+      } catch (e) {
+        legit.failed++;
+        if (legit.failures.length < 5) legit.failures.push((e as Error).message);
+      }
+    };
+    for (let i = 0; i < 50; i++) await legitRound();
+    const baselineP99 = p99(legit.latencies);
+    legit.latencies.length = 0;
+    const rssBefore = await rss(pid);
+    let rssMax = rssBefore;
+
+    const results: Array<{ listener: string; attack: string; round: number; closedAfterMs: number | null; how: string; framesReceived: Record<number, number>; legitP99Ms: number }> = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const listener of ["public", "peer"] as const) {
+        for (const attack of ATTACKS) {
+          const rc = await rawConnect(listener === "public" ? publicPort : peerPort, listener === "peer" ? peerTls : undefined);
+          rc.socket.on("error", () => {});
+          const before = legit.latencies.length;
+          let legitRunning = true;
+          const legitLoop = (async () => {
+            for (let i = 0; i < 10_000 && legitRunning; i++) await legitRound();
+          })();
+          const t0 = Date.now();
+          const path = "/granary.artifact.v1.ArtifactService/Stat";
+          await attack.run(rc, path, "127.0.0.1").catch(() => {});
+          const closed = await Promise.race([rc.closed(t0), new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000))]);
+          legitRunning = false;
+          await legitLoop;
+          rssMax = Math.max(rssMax, await rss(pid));
+          results.push({ listener, attack: attack.name, round, closedAfterMs: closed?.afterMs ?? null, how: closed?.how ?? "still open after 3 s", framesReceived: { ...rc.received.frames }, legitP99Ms: Math.round(p99(legit.latencies.slice(before))) });
+          rc.destroy();
+          if (attack.mustClose) v.check(closed !== undefined && closed.afterMs <= 1000, `${listener}: ${attack.name}: connection ${closed ? `closed after ${closed.afterMs} ms` : "not closed"}`);
+          v.check(child.proc.exitCode === null && child.proc.signalCode === null, `${listener}: node died during ${attack.name}`);
+        }
+        // Zero-window reader: a Get of 32 MiB with a 0 initial window, never read.
+        const rc = await rawConnect(listener === "public" ? publicPort : peerPort, listener === "peer" ? peerTls : undefined);
+        rc.socket.on("error", () => {});
+        rc.write(settings([[4, 0]]));
+        const getReq = Buffer.concat([lenField(1, Buffer.from("default")), varintField(2, 1n), lenField(3, Buffer.from(big))]);
+        rc.write(frame(T.HEADERS, F.END_HEADERS, 1, headerBlock(grpcRequestHeaders("/granary.artifact.v1.ArtifactService/Get", "127.0.0.1"))));
+        rc.write(frame(T.DATA, F.END_STREAM, 1, grpcFrame(getReq)));
+        rc.socket.pause(); // never read
+        const before = legit.latencies.length;
+        for (let i = 0; i < 40; i++) await legitRound();
+        rssMax = Math.max(rssMax, await rss(pid));
+        results.push({ listener, attack: "zero-window reader (32 MiB Get, never read)", round, closedAfterMs: null, how: "held open (send deadline resets the stream later)", framesReceived: {}, legitP99Ms: Math.round(p99(legit.latencies.slice(before))) });
+        rc.destroy();
+      }
+    }
+    v.check(legit.failed === 0, `${legit.failed} legitimate calls failed: ${legit.failures.join("; ")}`);
+    const rssGrowth = rssMax - rssBefore;
+    v.check(rssGrowth <= 64 << 20, `RSS grew by ${rssGrowth} bytes (> 64 MiB)`);
+    v.check(child.proc.exitCode === null, "node not running at the end");
+    peerLegit.close();
+    conn.close();
+    const figures = { rounds: ROUNDS, results, legitimateCalls: legit.ok, legitimateFailures: legit.failed, legitimateBaselineP99Ms: Math.round(baselineP99), legitimateP99MsUnderAttack: Math.round(p99(legit.latencies)), rssBeforeBytes: rssBefore, rssMaxBytes: rssMax, rssGrowthBytes: rssGrowth, crashes: 0 };
+    ctx.record({ passed: v.list.length === 0, figures, violations: v.list, notes: ["Legitimate p99 under attack is reported, not asserted (timing)."] });
+    ctx.log(JSON.stringify(figures));
+    expect(await child.kill("SIGTERM")).toBe(0);
+  } finally {
+    await killAll();
+    await dir.cleanup();
+  }
+  expect(v.list).toEqual([]);
+});
