@@ -85,6 +85,9 @@ const FIGURES: FigureDef[] = [
   { id: "c.lag_max", scenario: "C", label: "live lag max", unit: "ms", task: "live-lag", field: "lagMaxMs", kind: "detail" },
   { id: "c.put_p50", scenario: "C", label: "Put latency p50 on node 1", unit: "ms", task: "live-lag", field: "putP50Ms", kind: "detail" },
   { id: "c.put_p99", scenario: "C", label: "Put latency p99 on node 1", unit: "ms", task: "live-lag", field: "putP99Ms", kind: "detail" },
+  { id: "c.entries_per_page", scenario: "C", label: "replicas: feed entries per Follow page", unit: "entries", task: "live-lag", field: "followEntriesPerPage", kind: "detail" },
+  { id: "c.readbodies_p50", scenario: "C", label: "replicas: ReadBodies call p50", unit: "ms", task: "live-lag", field: "readBodiesP50Ms", kind: "detail" },
+  { id: "c.bodies_per_call", scenario: "C", label: "replicas: bodies per ReadBodies call", unit: "bodies", task: "live-lag", field: "readBodiesBodiesPerCall", kind: "detail" },
   { id: "c.rate", scenario: "C", label: "achieved Put rate", unit: "puts/s", task: "live-lag", field: "achievedPutsPerSecond", kind: "detail" },
 ];
 
@@ -330,7 +333,19 @@ async function main(): Promise<number> {
     const spec: TaskSpec = {
       key: "live-lag",
       task: "live-lag",
-      input: { dir: work, ca, nodes, seed: p.seed, rate: p.cRate, seconds: p.cSeconds, bytes: p.smallBytes, maxInFlight: p.cMaxInFlight } satisfies LiveLagInput,
+      input: {
+        dir: work,
+        ca,
+        nodes,
+        seed: p.seed,
+        rate: p.cRate,
+        seconds: p.cSeconds,
+        bytes: p.smallBytes,
+        maxInFlight: p.cMaxInFlight,
+        warmupPuts: p.cWarmupPuts,
+        drainMaxSeconds: p.cDrainMaxSeconds,
+        instrument: true,
+      } satisfies LiveLagInput,
     };
     for (let r = 0; r < R; r++) await runner.run(spec, r);
   }

@@ -4,7 +4,6 @@
  * <= 1 MiB messages of keystream, with back-pressure. Prints {"port": N}; exits when stdin
  * closes. Argument: JSON {ca, cert, key} file paths.
  */
-import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { keystream } from "../lib/data.js";
@@ -25,13 +24,26 @@ const service: grpc.ServiceDefinition = {
   },
 };
 
+/** Resolves on 'drain' or 'cancelled', removing both listeners (no leak across writes). */
+function drainOrCancel(call: grpc.ServerWritableStream<Buffer, Buffer>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off("drain", done);
+      call.off("cancelled", done);
+      resolve();
+    };
+    call.once("drain", done);
+    call.once("cancelled", done);
+  });
+}
+
 async function fetch(call: grpc.ServerWritableStream<Buffer, Buffer>): Promise<void> {
   for (const size of decodeSizes(call.request)) {
     for (let sent = 0; sent < size; ) {
       if (call.cancelled) return;
       const k = Math.min(BARE_MESSAGE_BYTES, size - sent);
       sent += k;
-      if (!call.write(chunk.subarray(0, k))) await Promise.race([once(call, "drain"), once(call, "cancelled")]);
+      if (!call.write(chunk.subarray(0, k))) await drainOrCancel(call);
     }
   }
   call.end();

@@ -5,7 +5,6 @@
  * Prints {"port": N} when listening; exits when stdin closes.
  */
 import * as http2 from "node:http2";
-import { once } from "node:events";
 import { keystream } from "../lib/data.js";
 import { H2_BIG_CONNECTION_WINDOW, H2_BIG_SETTINGS } from "../lib/refs.js";
 
@@ -17,7 +16,17 @@ async function send(stream: http2.ServerHttp2Stream, n: number): Promise<void> {
   for (let sent = 0; sent < n && !stream.destroyed; ) {
     const k = Math.min(MiB, n - sent);
     sent += k;
-    if (!stream.write(chunk.subarray(0, k))) await Promise.race([once(stream, "drain"), once(stream, "close")]);
+    if (!stream.write(chunk.subarray(0, k))) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          stream.off("drain", done);
+          stream.off("close", done);
+          resolve();
+        };
+        stream.once("drain", done);
+        stream.once("close", done);
+      });
+    }
   }
   stream.end();
 }
