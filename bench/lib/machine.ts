@@ -57,8 +57,9 @@ export function machineInfo(repoRoot: string, tmpDir: string): MachineInfo {
     openssl: process.versions.openssl ?? "",
     nghttp2: process.versions.nghttp2 ?? "",
     tmpFilesystem: df.length >= 7 ? `${df[0]} ${df[1]} mounted on ${df[6]} (${tmpDir})` : tmpDir,
-    gitCommit: sh("git", ["rev-parse", "HEAD"], repoRoot),
-    gitDirty: sh("git", ["status", "--porcelain"], repoRoot).split("\n").filter((l) => l.trim() !== ""),
+    // BENCH_GIT_COMMIT: the run is from a clean export of that commit (git archive), not a checkout.
+    gitCommit: process.env["BENCH_GIT_COMMIT"] ?? sh("git", ["rev-parse", "HEAD"], repoRoot),
+    gitDirty: process.env["BENCH_GIT_COMMIT"] !== undefined ? [] : sh("git", ["status", "--porcelain"], repoRoot).split("\n").filter((l) => l.trim() !== ""),
     loadAverageAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
