@@ -8,7 +8,7 @@ SHELL := bash
 # --no: never download a tool on the fly; everything comes from `npm ci` (works offline).
 NPX := npx --no --
 
-.PHONY: help setup generate generate-check lint typecheck build test run clean bench bench-smoke chaos chaos-smoke
+.PHONY: help setup generate generate-check lint typecheck build test run clean bench bench-smoke bench-wan bench-wan-smoke chaos chaos-smoke
 
 help: ## List the targets
 	@echo "Granary — make targets:"
@@ -52,6 +52,14 @@ bench: ## Full benchmark (~15-20 min): one node, bootstrap, live lag; writes ben
 bench-smoke: ## Every benchmark scenario at a tiny size (< 3 min); fails if a figure is missing
 	$(NPX) tsc -p tsconfig.bench.json
 	node dist-bench/bench/main.js --smoke
+
+bench-wan: ## WAN lab (as root, ~20 min): namespaces + delay line + tbf + loss; bootstrap, small, walk, loss vs iperf3/rsync/serial/bare; WAN_* env
+	$(NPX) tsc -p tsconfig.bench.json
+	node dist-bench/bench/wan/main.js
+
+bench-wan-smoke: ## WAN lab at a tiny size (~1.5 min as root; says why and passes when not root)
+	$(NPX) tsc -p tsconfig.bench.json
+	node dist-bench/bench/wan/main.js --smoke
 
 chaos: build ## Reliability suite at full size (long; as root); CHAOS_SEED=<seed> replays, CHAOS_ONLY=<scenario> runs one
 	node chaos/run.mjs
