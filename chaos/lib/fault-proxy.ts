@@ -14,7 +14,8 @@ export interface FaultProxy {
   cutAll(): number;
   /** Refuses (resets) new connections while true. */
   blackhole(on: boolean): void;
-  readonly stats: { connections: number; cuts: number; bytesDown: number };
+  /** connections: forwarded; refused: reset at accept while blackholed (each a dial attempt). */
+  readonly stats: { connections: number; refused: number; cuts: number; bytesDown: number };
   close(): Promise<void>;
 }
 
@@ -23,7 +24,7 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
   let cutAt: number | undefined;
   let refuse = false;
   const pairs = new Set<[Socket, Socket]>();
-  const stats = { connections: 0, cuts: 0, bytesDown: 0 };
+  const stats = { connections: 0, refused: 0, cuts: 0, bytesDown: 0 };
   const reset = (pair: [Socket, Socket]): void => {
     if (!pairs.delete(pair)) return;
     stats.cuts++;
@@ -31,6 +32,7 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
   };
   const server: Server = createServer((client) => {
     if (refuse || target === 0) {
+      stats.refused++;
       client.resetAndDestroy();
       return;
     }

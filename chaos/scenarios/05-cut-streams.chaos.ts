@@ -105,10 +105,11 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
               sent = 0;
               key = f.frame.value.manifest?.key ?? "";
               const len = Number(f.frame.value.length);
-              lieAt = budget["short-ok"] > 0 && len > 1 && rng.next() < 0.05 ? rng.int(0, len - 1) : undefined;
-              if (lieAt !== undefined) budget["short-ok"]--;
+              lieAt = budget["short-ok"] > 0 && len > 1 && rng.next() < 0.15 ? rng.int(0, len - 1) : undefined;
+              // The budget is spent when the lie is told (the stream may die of another cut first).
             } else if (f.frame.case === "chunk" && lieAt !== undefined && sent + f.frame.value.length > lieAt) {
               if (lieAt > sent) yield { ...f, frame: { case: "chunk", value: f.frame.value.subarray(0, lieAt - sent) } } as ReadBodiesResponse;
+              budget["short-ok"]--;
               cuts.push({ kind: "short-ok", key, offset: lieAt });
               return; // ends the stream "OK", short
             }
@@ -159,7 +160,10 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
     v.check(failedOnB.some((e) => e["key"] === c.key && String(e["cause"]).includes(`ended OK at byte ${c.offset} of`)), `short OK stream of ${c.key} at ${c.offset} not logged by B with its offset`);
   }
   const resets = cuts.filter((x) => x.kind === "connection-reset").length;
-  v.check(resets === 0 || cutEvents.some((e) => e["callerGone"] === true), "connection resets left no peer.body_cut event with callerGone");
+  // A reset may land between bodies or after A had written a whole body into the windows; when it
+  // cut a body, one side or the other logged where.
+  const cutOnB = failedOnB.filter((e) => /cut at byte \d+ of/.test(String(e["cause"]))).length;
+  v.check(resets === 0 || cutEvents.some((e) => e["callerGone"] === true) || cutOnB > 0, "connection resets left no cut logged with its offset on either side");
   v.check(cuts.length >= Math.min(CUTS, 1), `only ${cuts.length} cuts happened`);
 
   const link = b.replication!.allLinks()[0]!;
@@ -176,6 +180,7 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
     proxyResets: proxy.stats.cuts,
     serverCutEventsLogged: cutEvents.length,
     bodyFailuresLoggedOnB: failedOnB.length,
+    bodyCutsWithOffsetLoggedOnB: cutOnB,
     partialApplies: audit.bad.length,
     oracleReads,
     bootstrapMs,
