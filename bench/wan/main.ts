@@ -112,13 +112,16 @@ function figureDefs(p: Params): { figures: Def[]; ratios: RatioDef[] } {
     { id: "w1.bootstrap_s", scenario: "W1", label: "bootstrap, bulk: time", unit: "s", task: "w1-bootstrap", field: "seconds", kind: "product", partialField: "partial" },
     { id: "w1.rsync_s", scenario: "W1", label: "ref: rsync daemon pull of the source's data dir: time", unit: "s", task: "w1-rsync", field: "seconds", kind: "reference" },
     { id: "w1.rsync", scenario: "W1", label: "ref: rsync daemon pull", unit: "MB/s", task: "w1-rsync", field: "mbPerSecond", kind: "reference" },
-    { id: "w1.serial", scenario: "W1", label: "bootstrap, bulk, serial mode (1 stream, 64 KiB windows)", unit: "MB/s", task: "w1-serial", field: "mbPerSecond", kind: "product", partialField: "partial" },
+    { id: "w1.serial", scenario: "W1", label: "bootstrap, bulk, serial mode (1 stream, 64 KiB windows): bytes received", unit: "MB/s", task: "w1-serial", field: "receivedMbPerSecond", kind: "product", partialField: "partial" },
     { id: "w1.bare", scenario: "W1", label: "ref: bare grpc-js mTLS (no store), same sizes", unit: "MB/s", task: "w1-bare", field: "mbPerSecond", kind: "reference", partialField: "partial" },
     { id: "w1.disk", scenario: "W1", label: "ref: disk append 1 MiB, fdatasync / 64 MiB", unit: "MB/s", task: "w1-disk", field: "mbPerSecond", kind: "reference" },
     { id: "w8.recv_cpu", scenario: "W8", label: "bootstrap bulk over the WAN: receiver CPU", unit: "core-s/GB", task: "w1-bootstrap", field: "receiverCpuSecondsPerGb", kind: "product", target: T.cpu },
     { id: "w1.recv_rss", scenario: "W1", label: "bootstrap bulk: receiver peak RSS", unit: "MiB", task: "w1-bootstrap", field: "receiverPeakRssMib", kind: "detail" },
     { id: "w1.iperf3_retx", scenario: "W1", label: "iperf3 retransmits (tbf drops)", unit: "segments", task: "w1-iperf3", field: "retransmits", kind: "detail" },
     { id: "w3.small", scenario: "W3", label: `bootstrap, small (${p.smallBytes} B)`, unit: "artifacts/s", task: "w3-small", field: "artifactsPerSecond", kind: "product", target: T.small, partialField: "partial" },
+    { id: "w3.small_rtt0", scenario: "W3", label: "ref: the same small bootstrap, same path, delay line at 0 ms", unit: "artifacts/s", task: "w3-small-rtt0", field: "artifactsPerSecond", kind: "reference", partialField: "partial" },
+    { id: "w3.small_recv_cpu", scenario: "W3", label: "bootstrap, small: receiver CPU per artifact", unit: "ms", task: "w3-small", field: "receiverCpuMsPerArtifact", kind: "detail" },
+    { id: "w3.small_src_cpu", scenario: "W3", label: "bootstrap, small: source CPU per artifact", unit: "ms", task: "w3-small", field: "sourceCpuMsPerArtifact", kind: "detail" },
     { id: "w3.small_mb", scenario: "W3", label: "bootstrap, small: goodput", unit: "MB/s", task: "w3-small", field: "mbPerSecond", kind: "detail", partialField: "partial" },
     { id: "w4.walk", scenario: "W4", label: `manifest walk (${p.walkCount} manifests)`, unit: "manifests/s", task: "w4-walk", field: "manifestsPerSecond", kind: "product", partialField: "partial" },
     { id: "w4.walk_1_4m", scenario: "W4", label: "1.4M-manifest walk at that rate (extrapolated unless WAN_WALK_COUNT=1400000)", unit: "s", task: "w4-walk", field: "seconds1400k", kind: "product", target: T.walk, partialField: "partial" },
@@ -131,6 +134,7 @@ function figureDefs(p: Params): { figures: Def[]; ratios: RatioDef[] } {
     { figure: "w1.bootstrap", vs: "w1.bare", note: "bootstrap vs bare transport on the same path" },
     { figure: "w1.bare", vs: "w1.iperf3", note: "bare transport vs the link limit" },
     { figure: "w1.rsync", vs: "w1.iperf3", note: "rsync vs the link limit" },
+    { figure: "w3.small", vs: "w3.small_rtt0", note: "small artifacts at the RTT vs at ~0 ms on the same path (1 = the RTT costs nothing)" },
     { figure: "w1.bootstrap", vs: "w1.disk", note: "bootstrap vs the disk (<< 1: the disk is not the bound)" },
   ];
   const levels = [0, ...p.lossPercents];
@@ -139,7 +143,7 @@ function figureDefs(p: Params): { figures: Def[]; ratios: RatioDef[] } {
     figures.push(
       { id: `w9.iperf3_1_${k}`, scenario: "W9", label: `ref: iperf3 CUBIC 1 flow, ${l} % loss`, unit: "MB/s", task: `w9-iperf3-1-${k}`, field: "mbPerSecond", kind: "reference" },
       { id: `w9.iperf3_16_${k}`, scenario: "W9", label: `ref: iperf3 CUBIC 16 flows, ${l} % loss`, unit: "MB/s", task: `w9-iperf3-16-${k}`, field: "mbPerSecond", kind: "reference" },
-      { id: `w9.bootstrap_${k}`, scenario: "W9", label: `bootstrap, CUBIC source, ${l} % loss`, unit: "MB/s", task: `w9-bootstrap-${k}`, field: "mbPerSecond", kind: "product", partialField: "partial" },
+      { id: `w9.bootstrap_${k}`, scenario: "W9", label: `bootstrap, CUBIC source, ${l} % loss: bytes received`, unit: "MB/s", task: `w9-bootstrap-${k}`, field: "receivedMbPerSecond", kind: "product", partialField: "partial" },
     );
     if (l > 0) {
       const target = l <= 0.1 ? T.loss01 : l >= 1 ? T.loss1 : undefined;
@@ -322,7 +326,16 @@ async function main(): Promise<number> {
         await nsTask("w1-bare", rcv.ns, "wan-bare", { sourceNs: src.ns, sourceAddress: src.address, ca, serverCert: srcCert, clientCert: rcvCert, groups: sizes, streams: p.bareStreams, maxSeconds: p.bulkMaxSeconds } satisfies WanBareInput, r);
         await hostTask("w1-disk", "disk-seq", { dir: work, totalBytes: p.diskBytes, appendBytes: MiB, syncEveryBytes: 64 * MiB } satisfies DiskSeqInput, r);
       }
-      if (small) await nsTask("w3-small", rcv.ns, "wan-bootstrap", { ...boot(small, "fast", p.smallMaxSeconds) }, r);
+      if (small) {
+        await nsTask("w3-small", rcv.ns, "wan-bootstrap", { ...boot(small, "fast", p.smallMaxSeconds) }, r);
+        // The same path with the delay line at 0 ms: what the RTT itself costs small artifacts.
+        await topo.setRtt(0);
+        try {
+          await nsTask("w3-small-rtt0", rcv.ns, "wan-bootstrap", { ...boot(small, "fast", p.smallMaxSeconds) }, r);
+        } finally {
+          await topo.setRtt(p.rttMs);
+        }
+      }
       if (walk) {
         const out = await nsTask("w4-walk", rcv.ns, "wan-walk", { source: { ns: src.ns, address: src.address, dataDir: walk.dir, cert: srcCert }, ca, receiver: rcvCert, expect: p.walkCount, maxSeconds: p.walkMaxSeconds } satisfies WanWalkInput, r);
         if (out && typeof out["manifestsPerSecond"] === "number") out["seconds1400k"] = 1_400_000 / out["manifestsPerSecond"];

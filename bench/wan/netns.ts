@@ -198,6 +198,16 @@ export class WanTopology {
     sh("ip", ["-n", this.router, "route", "replace", "default", "dev", TUN_NAME, "table", "100"]);
   }
 
+  /** Changes the delay line's RTT (each direction gets half); takes effect for new packets. */
+  async setRtt(rttMs: number): Promise<void> {
+    const stdin = this.delayLine?.stdin;
+    if (!stdin) throw new Error("the delay line is not running");
+    stdin.write(`${rttMs / 2}\n`);
+    // Let what is queued at the old delay drain before measuring at the new one.
+    await new Promise((r) => setTimeout(r, Math.max(200, this.params.rttMs * 2)));
+    this.params = { ...this.params, rttMs };
+  }
+
   /** tbf on every router→host egress (each receiver's bottleneck); 0 removes it. */
   applyRate(rateMbit: number): void {
     for (const h of this.hosts) {

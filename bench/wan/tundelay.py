@@ -5,7 +5,8 @@ The router namespace sends forwarded packets into the TUN by policy routing; re-
 packets take the main table, so each packet passes once per direction (RTT = 2 x DELAY_MS).
 
 Usage: tundelay.py NAME DELAY_MS [MAX_QUEUED_PACKETS]
-Prints "ready" once the device exists. Exits when stdin closes (its parent died) or on SIGTERM.
+Prints "ready" once the device exists. A line on stdin holding a number sets a new DELAY_MS
+(packets already queued keep their time). Exits when stdin closes (its parent died) or on SIGTERM.
 The queue is bounded: past MAX_QUEUED_PACKETS (default 200000) packets are dropped, like a
 router's buffer, so memory cannot grow without bound.
 """
@@ -39,8 +40,15 @@ def main() -> int:
     while True:
         timeout = max(0.0, q[0][0] - mono()) if q else 1.0
         r, _, _ = select.select([fd, stdin], [], [], timeout)
-        if stdin in r and not os.read(stdin, 4096):
-            return 0
+        if stdin in r:
+            data = os.read(stdin, 4096)
+            if not data:
+                return 0
+            for line in data.decode(errors="replace").split():
+                try:
+                    delay = max(0.0, float(line) / 1000.0)
+                except ValueError:
+                    pass
         if fd in r:
             due = mono() + delay
             for _ in range(4096):
