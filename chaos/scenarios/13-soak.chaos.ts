@@ -106,10 +106,16 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
     // B catches up: FindMissing until nothing is missing (bounded).
     const all = [...acked.keys()];
     const caughtUpStart = Date.now();
+    const catchUp: Array<Record<string, number>> = [];
     let missing = all.length;
     for (let i = 0; i < 600 && missing > 0; i++) {
       missing = 0;
       for (let k = 0; k < all.length; k += 5000) missing += (await statusB.client(ArtifactService).findMissing({ namespace: NS, digests: all.slice(k, k + 5000) })).missingDigests.length;
+      if (i % 10 === 0) {
+        const st = await statusB.client(NodeService).getStatus({}).catch(() => undefined);
+        const p = st?.status?.peers[0];
+        catchUp.push({ t: Date.now() - caughtUpStart, missing, lag: Number(p?.lagChanges ?? -1n), cursor: Number(p?.cursorSeq ?? -1n), head: Number(p?.headSeq ?? -1n), phase: p?.phase ?? -1, fetched: Number(p?.artifactsFetched ?? -1n) });
+      }
       if (missing > 0) await new Promise((r) => setTimeout(r, 500));
     }
     const catchUpMs = Date.now() - caughtUpStart;
@@ -160,8 +166,11 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
       rssMaxBytes: { a: Math.max(...samples.map((s) => s.rssA)), b: Math.max(...samples.map((s) => s.rssB)) },
       maxLagChanges: maxLag,
       bCaughtUpAfterLoadMs: catchUpMs,
+      catchUp,
       oracleReads,
       samples,
+      warningsOnB: b.lines.filter((l) => /"level":"(warn|error)"/.test(l)).length,
+      firstWarningsOnB: b.lines.filter((l) => /"level":"(warn|error)"/.test(l)).slice(0, 10).map((l) => l.slice(0, 600)),
     };
     ctx.record({ passed: v.list.length === 0, figures, violations: v.list, notes: ctx.mode === "full" ? [] : ["RSS drift is reported, not asserted, in smoke (a 1-minute run is mostly warm-up)."] });
     ctx.log(JSON.stringify({ ...figures, samples: samples.length }));

@@ -36,6 +36,8 @@ export interface PeerLinkOptions {
   /** A pass that moves nothing for this long is abandoned (and retried). */
   readonly passNoProgressMs: number;
   readonly retry: RetryPolicy;
+  /** While following, the peer's feed head is asked for (Hello) this often: see followIn. */
+  readonly headRefreshMs: number;
 }
 
 export const DEFAULT_PEER_LINK_OPTIONS: PeerLinkOptions = {
@@ -45,6 +47,7 @@ export const DEFAULT_PEER_LINK_OPTIONS: PeerLinkOptions = {
   pagesInFlight: 8,
   passNoProgressMs: 120_000,
   retry: { initialMs: 1000, maxMs: 60_000, multiplier: 2, jitter: 0.5 },
+  headRefreshMs: 5000,
 };
 
 export interface PeerLinkDeps {
@@ -501,7 +504,6 @@ export class PeerLink {
 
   private async followIn(session: Parameters<typeof linkTo>[0], hello: HelloResponse, from: number, signal: AbortSignal): Promise<void> {
     this.setPhase("following", { from });
-    const store = this.deps.store;
     const headAtHello = Number(hello.feedHead);
     let cursor = from;
     const caughtUp = (): void => {
@@ -511,6 +513,39 @@ export class PeerLink {
     };
     caughtUp();
     const ctx = this.fetchContext(signal, () => undefined);
+    // Pages queue in the connection's buffers (up to its flow-control window) while their
+    // bodies are fetched, so the head a page carries is as old as that backlog: a follower
+    // thousands of changes behind reported a lag of a few (found by the soak scenario). Ask
+    // the peer for its head now and then; an empty advertise address keeps membership out of it.
+    const refresh = setInterval(() => {
+      this.deps.client
+        .hello({ nodeId: this.deps.self.nodeId, incarnation: this.deps.self.incarnation, advertiseAddress: "", capabilities: ["follow.v1"] }, signal)
+        .then((h) => {
+          if (h.incarnation !== hello.incarnation) return;
+          this.stats.headSeq = Math.max(this.stats.headSeq, Number(h.feedHead));
+          caughtUp();
+        })
+        .catch(() => undefined);
+    }, this.deps.options.headRefreshMs);
+    refresh.unref();
+    try {
+      await this.followPages(session, hello, cursor, signal, ctx, caughtUp, (c) => (cursor = c));
+    } finally {
+      clearInterval(refresh);
+    }
+  }
+
+  private async followPages(
+    session: Parameters<typeof linkTo>[0],
+    hello: HelloResponse,
+    from: number,
+    signal: AbortSignal,
+    ctx: ReturnType<PeerLink["fetchContext"]>,
+    caughtUp: () => void,
+    setCursor: (cursor: number) => void,
+  ): Promise<void> {
+    const store = this.deps.store;
+    let cursor = from;
     for await (const frame of this.deps.client.follow({ incarnation: hello.incarnation, afterSeq: BigInt(cursor), maxPageItems: this.deps.options.followPageItems }, signal)) {
       this.stats.lastContactMs = this.stats.lastProgressMs = Date.now();
       const f = frame.frame;
@@ -541,6 +576,7 @@ export class PeerLink {
         if (r.failed > 0) throw new Error(`${r.failed} of ${manifests.length} bodies of a feed page failed; resuming from seq ${cursor}`);
         if (last) {
           cursor = Number(last.seq);
+          setCursor(cursor);
           this.stats.cursorSeq = cursor;
           await store.putMeta(cursorKey(hello.nodeId), { incarnation: hello.incarnation, seq: cursor } satisfies Cursor);
         }
