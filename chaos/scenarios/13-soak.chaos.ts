@@ -3,7 +3,8 @@
  * connections) put and get build-like artifacts on node A at up to 1,000 ops/s for the run.
  * Every 5 s: RSS of both processes, size of both data dirs, B's replication lag (GetStatus).
  * Oracle: every acknowledged put reads back byte for byte from A and from B once B caught up;
- * each data dir grew by about what was written; lag stayed bounded. RSS flatness (second half
+ * each data dir grew by about what was written; B catches up (0 missing) within 5 minutes of the
+ * end of the load (its peak lag is reported). RSS flatness (second half
  * vs first half after warm-up, ±10 %) is asserted at full size only (a short run is mostly
  * warm-up) and reported in both.
  */
@@ -147,8 +148,8 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
       v.check(Math.abs(driftA) <= 0.1, `A's RSS drifted ${(driftA * 100).toFixed(1)} % between halves`);
       v.check(Math.abs(driftB) <= 0.1, `B's RSS drifted ${(driftB * 100).toFixed(1)} % between halves`);
     }
+    // Bounded lag: B is back to 0 missing within the catch-up bound above (checked); the peak is reported.
     const maxLag = Math.max(0, ...samples.map((s) => s.lagB));
-    v.check(maxLag < Math.max(1000, puts), `B's lag reached ${maxLag} changes`);
     for (const c of conns) c.close();
     statusB.close();
     const figures = {
