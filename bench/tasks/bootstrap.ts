@@ -202,6 +202,13 @@ export async function bootstrap(input: BootstrapInput, ctx: TaskContext): Promis
     const ms = doneAt - t0;
     const cpuSeconds = (cpu.user + cpu.system) / 1e6;
     const link = started.replication?.allLinks().find((l) => l.address === source.peerAddress);
+    // Read before close(): stopping a link mid-pass counts every queued body as failed.
+    const linkStats = {
+      passes: link?.stats.passes ?? NaN,
+      failedBodies: link?.stats.failedCount ?? NaN,
+      fetchedBytes: link?.stats.bytesFetched ?? NaN,
+      peakStreams: link?.clientCounters().peakInFlight ?? NaN,
+    };
     const srcCpu = cpuSecondsOf(source.pid) - src0;
     const closeStarted = performance.now();
     await started.close();
@@ -225,10 +232,7 @@ export async function bootstrap(input: BootstrapInput, ctx: TaskContext): Promis
       sourceCpuSecondsPerGb: srcCpu / (gotBytes / 1e9),
       receiverCloseSeconds: closeSeconds,
       sourcePeakRssMib: peakRssMibOf(source.pid),
-      passes: link?.stats.passes ?? NaN,
-      failedBodies: link?.stats.failedCount ?? NaN,
-      fetchedBytes: link?.stats.bytesFetched ?? NaN,
-      peakStreams: link?.clientCounters().peakInFlight ?? NaN,
+      ...linkStats,
     };
   } finally {
     await node?.close();
