@@ -80,9 +80,9 @@ const FIGURES: FigureDef[] = [
   { id: "b.close", scenario: "B", label: "receiver close() after bootstrap (grace 2 s)", unit: "s", task: "bootstrap-bulk-fast", field: "receiverCloseSeconds", kind: "detail" },
 
   // C: live lag, 3 nodes.
-  { id: "c.lag_p50", scenario: "C", label: "live lag p50 (Put ack → on nodes 2 and 3)", unit: "ms", task: "live-lag", field: "lagP50Ms", kind: "product" },
-  { id: "c.lag_p99", scenario: "C", label: "live lag p99", unit: "ms", task: "live-lag", field: "lagP99Ms", kind: "product", target: TARGETS.lagP99Ms },
-  { id: "c.lag_max", scenario: "C", label: "live lag max", unit: "ms", task: "live-lag", field: "lagMaxMs", kind: "detail" },
+  { id: "c.lag_p50", scenario: "C", label: "live lag p50 (Put ack → on nodes 2 and 3)", unit: "ms", task: "live-lag", field: "lagP50Ms", kind: "product", partialField: "partial" },
+  { id: "c.lag_p99", scenario: "C", label: "live lag p99", unit: "ms", task: "live-lag", field: "lagP99Ms", kind: "product", target: TARGETS.lagP99Ms, partialField: "partial" },
+  { id: "c.lag_max", scenario: "C", label: "live lag max", unit: "ms", task: "live-lag", field: "lagMaxMs", kind: "detail", partialField: "partial" },
   { id: "c.put_p50", scenario: "C", label: "Put latency p50 on node 1", unit: "ms", task: "live-lag", field: "putP50Ms", kind: "detail" },
   { id: "c.put_p99", scenario: "C", label: "Put latency p99 on node 1", unit: "ms", task: "live-lag", field: "putP99Ms", kind: "detail" },
   { id: "c.entries_per_page", scenario: "C", label: "replicas: feed entries per Follow page", unit: "entries", task: "live-lag", field: "followEntriesPerPage", kind: "detail" },

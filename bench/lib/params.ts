@@ -48,7 +48,7 @@ export const KNOBS = {
   cRate: { env: "BENCH_C_RATE", full: 200, smoke: 50, help: "C: Puts per second on node 1" },
   cSeconds: { env: "BENCH_C_SECONDS", full: 20, smoke: 2, help: "C: seconds of paced Puts" },
   cWarmupPuts: { env: "BENCH_C_WARMUP_PUTS", full: 100, smoke: 20, help: "C: Puts before the measurement, paced at <= 50/s" },
-  cDrainMaxSeconds: { env: "BENCH_C_DRAIN_MAX_S", full: 180, smoke: 60, help: "C: most seconds to wait for the replicas after the last Put" },
+  cDrainMaxSeconds: { env: "BENCH_C_DRAIN_MAX_S", full: 90, smoke: 60, help: "C: most seconds to wait for the replicas after the last Put (then lag = lower bound, marked partial)" },
   cMaxInFlight: { env: "BENCH_C_MAX_IN_FLIGHT", full: 256, smoke: 256, help: "C: Puts in flight before the pacer waits (counted as late)" },
   taskTimeoutMs: { env: "BENCH_TASK_TIMEOUT_MS", full: 600_000, smoke: 120_000, help: "hard cap of one measurement process" },
 } as const satisfies Record<string, Knob>;
