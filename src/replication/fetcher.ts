@@ -183,6 +183,26 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number)
   const waitStart = performance.now();
   const release = await ctx.staging.reserve(bytes, ctx.signal);
   spanEvent("staging reserved", { [ATTR.bytes]: bytes, "granary.wait_ms": Math.round(performance.now() - waitStart) });
+  // Small bodies are read whole (their bytes are already reserved) and applied without waiting
+  // for each one's fsync and index commit before reading the next: the store group-commits
+  // the applies in flight. Applied one after another they cost a commit each.
+  const applying: Promise<void>[] = [];
+  let storeFailure: StoreApplyError | undefined;
+  const track = (it: Item, p: Promise<ApplyOutcome>): void => {
+    applying.push(
+      p.then(
+        (o) => it.done.resolve(o),
+        (e: unknown) => {
+          if (isBodyFailure(e)) {
+            it.done.reject(e);
+            return;
+          }
+          storeFailure ??= new StoreApplyError(`applying ${it.manifest.key} failed`, { cause: e });
+          it.done.reject(storeFailure);
+        },
+      ),
+    );
+  };
   try {
     const stream = ctx.client.readBodies(
       {
@@ -203,6 +223,7 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number)
       }
     };
     for (;;) {
+      if (storeFailure) throw storeFailure;
       const r = await next();
       if (r.done) break;
       const f = r.value.frame;
@@ -240,6 +261,21 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number)
           yield cf.value;
         }
       }
+      if (it.manifest.size < LARGE_BODY_BYTES) {
+        const parts: Uint8Array[] = [];
+        for await (const c of body()) parts.push(c);
+        track(
+          it,
+          ctx.store.apply(
+            it.manifest,
+            (async function* () {
+              yield* parts;
+            })(),
+            ctx.signal,
+          ),
+        );
+        continue;
+      }
       let outcome: ApplyOutcome;
       try {
         // A span per large body; small ones are counted on the body_fetch span (a pass over a
@@ -266,9 +302,13 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number)
       }
       it.done.resolve(outcome);
     }
+    await Promise.all(applying);
+    if (storeFailure) throw storeFailure;
     const unanswered = items.filter((it) => !it.done.settled);
     if (unanswered.length > 0) throw new BodyStreamError(`peer ended the stream without ${unanswered.length} of the bodies asked for`);
   } catch (e) {
+    // Applies already under way finish (and count) before the rest is failed.
+    await Promise.allSettled(applying);
     for (const it of items) if (!it.done.settled) it.done.reject(e);
     if (e instanceof StoreApplyError) throw e;
   } finally {
