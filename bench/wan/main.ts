@@ -68,6 +68,7 @@ const KNOBS = {
   walkMaxSeconds: { env: "WAN_WALK_MAX_S", full: 120, smoke: 20, help: "W4: time cap of one walk" },
   lossPercents: { env: "WAN_LOSS_PERCENTS", full: "0.1,1", smoke: "1", kind: "list", help: "W9: loss levels, % (each also measured clean)" },
   lossBytes: { env: "WAN_LOSS_BYTES", full: 256 * MiB, smoke: 16 * MiB, kind: "bytes", help: "W9: bytes of the loss dataset" },
+  lossConnections: { env: "WAN_LOSS_CONNECTIONS", full: "4,16", smoke: "4", kind: "list", help: "W9: also bootstrap with this many TCP connections per peer (the peer client's connections)" },
   lossMaxSeconds: { env: "WAN_LOSS_MAX_S", full: 30, smoke: 10, help: "W9: time cap of one bootstrap under loss (rate over what arrived)" },
   taskTimeoutMs: { env: "WAN_TASK_TIMEOUT_MS", full: 600_000, smoke: 120_000, help: "hard cap of one measurement process" },
 } as const satisfies Record<string, Knob>;
@@ -112,7 +113,7 @@ function figureDefs(p: Params): { figures: Def[]; ratios: RatioDef[] } {
     { id: "w1.bootstrap_s", scenario: "W1", label: "bootstrap, bulk: time", unit: "s", task: "w1-bootstrap", field: "seconds", kind: "product", partialField: "partial" },
     { id: "w1.rsync_s", scenario: "W1", label: "ref: rsync daemon pull of the source's data dir: time", unit: "s", task: "w1-rsync", field: "seconds", kind: "reference" },
     { id: "w1.rsync", scenario: "W1", label: "ref: rsync daemon pull", unit: "MB/s", task: "w1-rsync", field: "mbPerSecond", kind: "reference" },
-    { id: "w1.serial", scenario: "W1", label: "bootstrap, bulk, serial mode (1 stream, 64 KiB windows): bytes received", unit: "MB/s", task: "w1-serial", field: "receivedMbPerSecond", kind: "product", partialField: "partial" },
+    { id: "w1.serial", scenario: "W1", label: "bootstrap, bulk, serial mode (1 stream, 64 KiB windows): bytes on the wire", unit: "MB/s", task: "w1-serial", field: "wireMbPerSecond", kind: "product", partialField: "partial" },
     { id: "w1.bare", scenario: "W1", label: "ref: bare grpc-js mTLS (no store), same sizes", unit: "MB/s", task: "w1-bare", field: "mbPerSecond", kind: "reference", partialField: "partial" },
     { id: "w1.disk", scenario: "W1", label: "ref: disk append 1 MiB, fdatasync / 64 MiB", unit: "MB/s", task: "w1-disk", field: "mbPerSecond", kind: "reference" },
     { id: "w8.recv_cpu", scenario: "W8", label: "bootstrap bulk over the WAN: receiver CPU", unit: "core-s/GB", task: "w1-bootstrap", field: "receiverCpuSecondsPerGb", kind: "product", target: T.cpu },
@@ -143,8 +144,11 @@ function figureDefs(p: Params): { figures: Def[]; ratios: RatioDef[] } {
     figures.push(
       { id: `w9.iperf3_1_${k}`, scenario: "W9", label: `ref: iperf3 CUBIC 1 flow, ${l} % loss`, unit: "MB/s", task: `w9-iperf3-1-${k}`, field: "mbPerSecond", kind: "reference" },
       { id: `w9.iperf3_16_${k}`, scenario: "W9", label: `ref: iperf3 CUBIC 16 flows, ${l} % loss`, unit: "MB/s", task: `w9-iperf3-16-${k}`, field: "mbPerSecond", kind: "reference" },
-      { id: `w9.bootstrap_${k}`, scenario: "W9", label: `bootstrap, CUBIC source, ${l} % loss: bytes received`, unit: "MB/s", task: `w9-bootstrap-${k}`, field: "receivedMbPerSecond", kind: "product", partialField: "partial" },
+      { id: `w9.bootstrap_${k}`, scenario: "W9", label: `bootstrap, CUBIC source, ${l} % loss: bytes on the wire`, unit: "MB/s", task: `w9-bootstrap-${k}`, field: "wireMbPerSecond", kind: "product", partialField: "partial" },
+      { id: `w9.bare_${k}`, scenario: "W9", label: `ref: bare grpc-js, 1 connection, CUBIC, ${l} % loss`, unit: "MB/s", task: `w9-bare-${k}`, field: "mbPerSecond", kind: "reference", partialField: "partial" },
+      ...p.lossConnections.map((c): Def => ({ id: `w9.bootstrap_c${c}_${k}`, scenario: "W9", label: `bootstrap, ${c} connections per peer, ${l} % loss: bytes on the wire`, unit: "MB/s", task: `w9-bootstrap-c${c}-${k}`, field: "wireMbPerSecond", kind: "product", partialField: "partial" })),
     );
+    for (const c of p.lossConnections) ratios.push({ figure: `w9.bootstrap_c${c}_${k}`, vs: `w9.bootstrap_${k}`, note: `${c} connections per peer vs 1 at ${l} % loss` });
     if (l > 0) {
       const target = l <= 0.1 ? T.loss01 : l >= 1 ? T.loss1 : undefined;
       ratios.push(
@@ -153,6 +157,8 @@ function figureDefs(p: Params): { figures: Def[]; ratios: RatioDef[] } {
         { figure: `w9.iperf3_16_${k}`, vs: "w9.iperf3_16_0", note: `16 TCP flows at ${l} % loss vs clean (what 16 connections per peer would give)` },
         { figure: `w9.iperf3_16_${k}`, vs: `w9.iperf3_1_${k}`, note: `16 flows vs 1 at ${l} % loss` },
         { figure: `w9.bootstrap_${k}`, vs: `w9.iperf3_1_${k}`, note: `bootstrap vs 1 CUBIC flow at ${l} % loss` },
+        { figure: `w9.bare_${k}`, vs: `w9.iperf3_1_${k}`, note: `bare grpc-js vs 1 CUBIC flow at ${l} % loss (the stack under loss)` },
+        { figure: `w9.bare_${k}`, vs: "w9.bare_0", note: `bare grpc-js at ${l} % loss vs clean` },
       );
     }
   }
@@ -251,7 +257,7 @@ async function main(): Promise<number> {
   const record = (key: string, round: number, r: { ok: boolean; output?: Record<string, unknown> | undefined; error?: string | undefined }, t0: number, l0: number): Record<string, unknown> | undefined => {
     const wallMs = Date.now() - t0;
     process.stderr.write(r.ok ? `ok (${(wallMs / 1000).toFixed(1)} s) ${summary(r.output)}\n` : `FAILED: ${r.error}\n`);
-    log.push({ key, round: round + 1, ok: r.ok, wallMs, load1: [l0, load1()], ...(r.error ? { error: r.error } : {}), ...(r.output ? { output: { ...r.output, samples: undefined } } : {}) });
+    log.push({ key, round: round + 1, ok: r.ok, wallMs, load1: [l0, load1()], ...(r.error ? { error: r.error } : {}), ...(r.output ? { output: { ...r.output, samples: undefined, wireSamples: undefined } } : {}) });
     if (round >= 0 && r.output) rounds[round]![key] = r.output;
     return r.output;
   };
@@ -313,6 +319,7 @@ async function main(): Promise<number> {
   });
   const keep = (key: string, round: number, out: Record<string, unknown> | undefined): void => {
     if (round === 0 && Array.isArray(out?.["samples"])) samples[key] = out["samples"] as Array<[number, number]>;
+    if (round === 0 && Array.isArray(out?.["wireSamples"])) samples[`${key}:wire`] = out["wireSamples"] as Array<[number, number]>;
   };
 
   try {
@@ -348,6 +355,9 @@ async function main(): Promise<number> {
             await inline(`w9-iperf3-1-${l}`, r, () => iperf3(topo, src, rcv, { seconds: p.iperfSeconds, parallel: 1 }));
             await inline(`w9-iperf3-16-${l}`, r, () => iperf3(topo, src, rcv, { seconds: p.iperfSeconds, parallel: 16 }));
             keep(`w9-bootstrap-${l}`, r, await nsTask(`w9-bootstrap-${l}`, rcv.ns, "wan-bootstrap", { ...boot(lossDs, "fast", p.lossMaxSeconds) }, r));
+            const lossSizes = (JSON.parse(readFileSync(lossDs.file, "utf8")) as ArtifactSpec[]).map((a) => [a.size]);
+            await nsTask(`w9-bare-${l}`, rcv.ns, "wan-bare", { sourceNs: src.ns, sourceAddress: src.address, ca, serverCert: srcCert, clientCert: rcvCert, groups: lossSizes, streams: p.bareStreams, maxSeconds: p.lossMaxSeconds } satisfies WanBareInput, r);
+            for (const c of p.lossConnections) await nsTask(`w9-bootstrap-c${c}-${l}`, rcv.ns, "wan-bootstrap", { ...boot(lossDs, "fast", p.lossMaxSeconds), connections: c } satisfies WanBootstrapInput, r);
           }
         } finally {
           topo.applyLoss(0);
@@ -375,8 +385,8 @@ async function main(): Promise<number> {
     writeFileSync(join(outDir, file), bytesOverTimeSvg(title, series, limit ?? undefined));
     charts.push(file);
   };
-  chart("w1-bulk-bootstrap.svg", `W1 bulk bootstrap, ${p.rateMbit} Mbit/s, RTT ${p.rttMs} ms (round 1)`, [["w1-bootstrap", "bootstrap (node defaults)", "#1f77b4"], ["w1-serial", "serial mode", "#d62728"]], "w1.iperf3");
-  chart("w9-loss-bootstrap.svg", `W9 bootstrap with CUBIC under loss, ${p.rateMbit} Mbit/s, RTT ${p.rttMs} ms (round 1)`, [0, ...p.lossPercents].map((l, i) => [`w9-bootstrap-${l}`, `${l} % loss`, ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c"][i % 4]!] as [string, string, string]), "w9.iperf3_1_0");
+  chart("w1-bulk-bootstrap.svg", `W1 bulk bootstrap, ${p.rateMbit} Mbit/s, RTT ${p.rttMs} ms (round 1)`, [["w1-bootstrap:wire", "bootstrap: bytes on the wire (eth0 rx)", "#1f77b4"], ["w1-bootstrap", "bootstrap: bytes handed to the store", "#17becf"], ["w1-serial:wire", "serial mode: on the wire", "#d62728"]], "w1.iperf3");
+  chart("w9-loss-bootstrap.svg", `W9 bootstrap with CUBIC under loss, ${p.rateMbit} Mbit/s, RTT ${p.rttMs} ms (round 1)`, [0, ...p.lossPercents].map((l, i) => [`w9-bootstrap-${l}:wire`, `${l} % loss, on the wire`, ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c"][i % 4]!] as [string, string, string]), "w9.iperf3_1_0");
 
   const finishedAt = new Date();
   const missing = figures.filter((f) => f.runs.some((v) => v === null));

@@ -24,12 +24,15 @@ async function waitForPort(topo: WanTopology, ns: string, port: number, ms: numb
   throw new Error(`nothing listens on :${port} in ${ns} after ${ms} ms`);
 }
 
+let iperfRuns = 0;
+
 /** Goodput (Mbit/s received) of `receiver` pulling from `source` with iperf3 -R. */
 export async function iperf3(topo: WanTopology, source: Host, receiver: Host, o: IperfOptions): Promise<Record<string, number>> {
-  const port = 5201;
+  // A fresh port each run: the previous run's server may still hold its port for a moment.
+  const port = 5201 + (iperfRuns++ % 200);
   const server = topo.spawnIn(source.ns, "iperf3", ["-s", "-1", "-B", source.address, "-p", String(port)], { stdio: "ignore" });
   try {
-    await waitForPort(topo, source.ns, port, 5_000);
+    await waitForPort(topo, source.ns, port, 10_000);
     const args = ["iperf3", "-c", source.address, "-p", String(port), "-R", "-J", "-t", String(o.seconds), "-P", String(o.parallel), ...(o.cc ? ["-C", o.cc] : [])];
     const out = JSON.parse(await topo.runAsync(receiver.ns, args, (o.seconds + 30) * 1000)) as {
       end?: { sum_received?: { bits_per_second: number }; sum_sent?: { retransmits?: number } };

@@ -31,6 +31,15 @@ import type { TaskContext } from "../tasks/task-context.js";
 import { startGranaryInNs, startServerInNs } from "./ns-proc.js";
 
 const PEER_PORT = 7443;
+
+/** Bytes received on this namespace's link (the task runs inside the receiving host's namespace). */
+function rxBytes(): number {
+  try {
+    return Number(readFileSync("/sys/class/net/eth0/statistics/rx_bytes", "utf8").trim());
+  } catch {
+    return NaN;
+  }
+}
 const SHUTDOWN_GRACE_MS = 2000;
 
 export interface WanSource {
@@ -56,6 +65,8 @@ export interface WanBootstrapInput {
   /** Experiments: override link streams / the peer channel window of "fast". */
   readonly streams?: number;
   readonly windowBytes?: number;
+  /** TCP connections per peer (the peer client's `connections`; default 1). */
+  readonly connections?: number;
 }
 
 function sourceArgs(s: WanSource, ca: string): string[] {
@@ -95,15 +106,20 @@ export async function wanBootstrap(input: WanBootstrapInput, ctx: TaskContext): 
   });
   const window = input.mode === "serial" ? 65_535 : input.windowBytes;
   const streams = input.mode === "serial" ? 1 : input.streams;
+  const connections = input.connections;
   const hooks: NodeHooks = {
     ...(streams !== undefined ? { replication: { streams } } : {}),
-    ...(window !== undefined
-      ? { peerClientFactory: (address: string, serverName?: string) => createGrpcJsPeerClient(address, { tls, idleTimeoutMs: config.idleTimeoutMs, channel: { flowControlWindowBytes: window } }, serverName) }
+    ...(window !== undefined || connections !== undefined
+      ? {
+          peerClientFactory: (address: string, serverName?: string) =>
+            createGrpcJsPeerClient(address, { tls, idleTimeoutMs: config.idleTimeoutMs, channel: { flowControlWindowBytes: window ?? config.peerWindowBytes }, ...(connections !== undefined ? { connections } : {}) }, serverName),
+        }
       : {}),
   };
   let node: GranaryNode | undefined;
   try {
     const src0 = cpuSecondsOf(source.pid);
+    const rx0 = rxBytes();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     node = await GranaryNode.start(config, log, hooks);
@@ -113,7 +129,13 @@ export async function wanBootstrap(input: WanBootstrapInput, ctx: TaskContext): 
     const wait = waitForKeys(started.store, dataset.map((a) => a.digest), AbortSignal.any([ctx.signal, cap.signal]));
     const fetched = (): number => started.replication?.allLinks().find((l) => l.address === peerAddress)?.stats.bytesFetched ?? 0;
     const samples: Array<[number, number]> = [[0, 0]];
-    const sampler = setInterval(() => samples.push([Math.round(performance.now() - t0), fetched()]), input.sampleMs);
+    const wireSamples: Array<[number, number]> = [[0, 0]];
+    const sample = (): void => {
+      const at = Math.round(performance.now() - t0);
+      samples.push([at, fetched()]);
+      wireSamples.push([at, rxBytes() - rx0]);
+    };
+    const sampler = setInterval(sample, input.sampleMs);
     let doneAt: number;
     try {
       doneAt = await wait.done;
@@ -124,7 +146,8 @@ export async function wanBootstrap(input: WanBootstrapInput, ctx: TaskContext): 
       clearInterval(sampler);
       clearTimeout(capTimer);
     }
-    samples.push([Math.round(doneAt - t0), fetched()]);
+    sample();
+    const wireBytes = rxBytes() - rx0;
     const cpu = process.cpuUsage(cpu0);
     const sizeOf = new Map(dataset.map((a) => [a.digest, a.size]));
     const missing = wait.missing();
@@ -142,6 +165,11 @@ export async function wanBootstrap(input: WanBootstrapInput, ctx: TaskContext): 
       // Bytes received by the link (bodies whole or not): the rate of a capped run, where
       // 16 streams sharing a slow link may not have finished any body yet.
       receivedMbPerSecond: mbPerSecond(fetched(), ms),
+      // What crossed the link into this namespace (eth0 rx_bytes, IP headers included): the
+      // link's view, whatever the node did with it yet (bodies wait in grpc-js buffers for a
+      // store write lane, so the store's count lags the wire).
+      wireMbPerSecond: mbPerSecond(wireBytes, ms),
+      wireBytes,
       artifactsPerSecond: perSecond(gotArtifacts, ms),
       artifacts: gotArtifacts,
       datasetArtifacts: dataset.length,
@@ -157,6 +185,7 @@ export async function wanBootstrap(input: WanBootstrapInput, ctx: TaskContext): 
       fetchedBytes: link?.stats.bytesFetched ?? NaN,
       peakStreams: link?.clientCounters().peakInFlight ?? NaN,
       samples,
+      wireSamples,
     };
   } finally {
     await node?.close();
@@ -239,9 +268,17 @@ export async function wanBare(input: WanBareInput, ctx: TaskContext): Promise<Re
   const options = resolvePeerChannelOptions({});
   const client = new grpc.Client(`${input.sourceAddress}:${server.port}`, peerChannelCredentials(tls), peerChannelOptions(options));
   const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(input.maxSeconds * 1000)]);
+  // Whatever a call is doing when the cap comes, the measurement ends there (client.close()
+  // then cancels what is left).
+  const capped = new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason instanceof Error ? signal.reason : new Error("cap")), { once: true }));
+  capped.catch(() => {});
   let got = 0;
   const fetch = (sizes: readonly number[]): Promise<void> =>
     new Promise((resolve, reject) => {
+      if (signal.aborted) {
+        reject(signal.reason instanceof Error ? signal.reason : new Error("cap"));
+        return;
+      }
       const call = client.makeServerStreamRequest<Buffer, Buffer>(BARE_FETCH_PATH, identity, identity, encodeSizes(sizes));
       call.on("data", (b: Buffer) => {
         got += b.length;
@@ -259,14 +296,14 @@ export async function wanBare(input: WanBareInput, ctx: TaskContext): Promise<Re
     });
   try {
     await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (e) => (e ? reject(e) : resolve())));
-    await fetch([1]);
+    await Promise.race([fetch([1]), capped]);
     got = 0;
     const want = input.groups.reduce((n, g) => n + g.reduce((m, s) => m + s, 0), 0);
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     let partial = 0;
     try {
-      await pool(input.groups.length, input.streams, (i) => fetch(input.groups[i]!), signal);
+      await Promise.race([pool(input.groups.length, input.streams, (i) => fetch(input.groups[i]!), signal), capped]);
     } catch (e) {
       if (!signal.aborted || ctx.signal.aborted) throw e;
       partial = 1;
