@@ -57,6 +57,8 @@ export interface ReplicationServiceDeps {
   readonly onBodyCut?: (cut: { key: string; offset: number; length: number; callerGone: boolean }) => void;
   /** Test hooks: "peer.read-bodies.body", "peer.read-bodies.chunk", "peer.list-manifests.page", "peer.follow.page". */
   readonly failpoints?: Failpoints;
+  /** Aborted when the node shuts down: Follow streams end (OK) so listeners can drain at once. */
+  readonly stopping?: AbortSignal;
 }
 
 function clamp(v: number, lo: number, hi: number, dflt: number): number {
@@ -121,7 +123,7 @@ export function replicationService(deps: ReplicationServiceDeps): ServiceImpl<ty
       }
       const maxItems = clamp(req.maxPageItems, 1, FOLLOW_PAGE_ITEMS_MAX, 1024);
       async function* frames(): AsyncGenerator<FollowResponse> {
-        while (!ctx.signal.aborted) {
+        while (!ctx.signal.aborted && !deps.stopping?.aborted) {
           let entries;
           try {
             entries = store.readFeed(after, maxItems);
@@ -143,7 +145,8 @@ export function replicationService(deps: ReplicationServiceDeps): ServiceImpl<ty
             });
             continue;
           }
-          await waitFeedOrTimeout(store, after, deps.heartbeatIntervalMs, ctx.signal);
+          await waitFeedOrTimeout(store, after, deps.heartbeatIntervalMs, deps.stopping ? AbortSignal.any([ctx.signal, deps.stopping]) : ctx.signal);
+          if (deps.stopping?.aborted) return;
           if (store.feedHead() <= after && !ctx.signal.aborted) {
             yield create(FollowResponseSchema, {
               frame: { case: "heartbeat", value: { headSeq: BigInt(store.feedHead()), sentAtMs: BigInt(Date.now()) } },

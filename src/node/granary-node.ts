@@ -83,6 +83,8 @@ export class GranaryNode {
   private replicator: Replicator | undefined;
   private advertise = "";
   private readonly log: Logger;
+  /** Aborted at shutdown: ends Follow streams so the peer listener drains without waiting the grace. */
+  private readonly stopping = new AbortController();
   private readonly metrics: NodeMetrics;
   private opsServer: OpsServer | undefined;
 
@@ -185,6 +187,7 @@ export class GranaryNode {
               heartbeatIntervalMs: Math.max(50, Math.floor(config.idleTimeoutMs / 3)),
               sendDeadline: (ctx, src) => this.sendDeadline(ctx, src, config.idleTimeoutMs),
               ...(this.hooks.failpoints ? { failpoints: this.hooks.failpoints } : {}),
+              stopping: this.stopping.signal,
               onBodyCut: (cut) => log.warn({ event: "peer.body_cut", ...cut }, `body stream of ${cut.key} cut at byte ${cut.offset} of ${cut.length}`),
             }),
           ),
@@ -352,6 +355,7 @@ export class GranaryNode {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.readiness.drain();
+      this.stopping.abort();
       this.log.info({ event: "shutdown.started", graceMs: this.config.shutdownGraceMs }, "shutting down: draining in-flight streams");
       await this.replicator?.close();
       const servers = [this.publicServer, this.peerServer].filter((s): s is ListeningServer => s !== undefined);

@@ -302,6 +302,8 @@ export class PeerLink {
         onProgress();
       },
       onFailed: (m, err) => {
+        // A pass or link being stopped cancels every queued body: that is not a body failure.
+        if (signal.aborted) return;
         count("failed", m);
         stats.failedCount++;
         stats.lastError = causeChain(err);
@@ -507,7 +509,7 @@ export class PeerLink {
   }
 
   private async followIn(session: Parameters<typeof linkTo>[0], hello: HelloResponse, from: number, signal: AbortSignal): Promise<void> {
-    this.setPhase("following", { from });
+    this.setPhase("following", { fromSeq: from });
     const headAtHello = Number(hello.feedHead);
     let cursor = from;
     const caughtUp = (): void => {
