@@ -22,7 +22,7 @@ import { scratch } from "../lib/nodes.js";
 import { killAll, startNode } from "../lib/processes.js";
 
 const ctx = chaosContext("13-soak");
-const DURATION_MS = Number(process.env["CHAOS_SOAK_MS"] ?? ctx.size(60_000, 600_000));
+const DURATION_MS = Number(process.env["CHAOS_SOAK_MS"] ?? ctx.size(30_000, 600_000));
 const CLIENTS = 64;
 const TARGET_OPS = 1000;
 const NS = "soak";
