@@ -1,7 +1,7 @@
 /**
  * `granary serve`: runs one node until SIGTERM/SIGINT, then drains and exits.
  */
-import { resolveNodeConfig, DEFAULT_PEER_DROP_AFTER_MS, DEFAULT_PEER_WINDOW_BYTES, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_OPS_LISTEN, DEFAULT_PEER_LISTEN, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_STAGING_BUDGET_BYTES } from "../node/config.js";
+import { resolveNodeConfig, DEFAULT_PEER_DROP_AFTER_MS, DEFAULT_PEER_WINDOW_BYTES, DEFAULT_PEER_CONNECTIONS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_LISTEN, DEFAULT_OPS_LISTEN, DEFAULT_PEER_LISTEN, DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_STAGING_BUDGET_BYTES } from "../node/config.js";
 import { GranaryNode, GRANARY_VERSION } from "../node/granary-node.js";
 import { createLogger, errFields } from "../telemetry/logger.js";
 import { RecentEvents } from "../telemetry/recent-events.js";
@@ -25,6 +25,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { name: "capacity", kind: "bytes", default: "0", help: "byte budget for stored artifacts, e.g. 50GiB; least recently used data is evicted locally when full; 0 = unbounded" },
   { name: "idle-timeout-ms", kind: "int", default: String(DEFAULT_IDLE_TIMEOUT_MS), help: "per-message idle timeout on peer streams (both directions)" },
   { name: "peer-window-bytes", kind: "bytes", default: String(DEFAULT_PEER_WINDOW_BYTES), help: "HTTP/2 flow-control window of peer connections; size it >= 2 x bandwidth x RTT" },
+  { name: "peer-connections", kind: "int", default: String(DEFAULT_PEER_CONNECTIONS), help: "TCP connections to each peer (1-64); more only pays with CUBIC-style congestion control on a lossy long link" },
   { name: "staging-budget-bytes", kind: "bytes", default: String(DEFAULT_STAGING_BUDGET_BYTES), help: "bytes reserved by in-flight replicated bodies; fetches wait when full" },
   { name: "replication-bandwidth-bytes-per-second", kind: "bytes", default: "0", help: "shared limit for all peer transfers; 0 = off" },
   { name: "shutdown-grace-ms", kind: "int", default: String(DEFAULT_SHUTDOWN_GRACE_MS), help: "on SIGTERM, time to drain in-flight streams before cutting them" },
@@ -63,6 +64,7 @@ export async function serveCommand(argv: readonly string[]): Promise<number> {
     capacityBytes: values["capacity"] as number,
     idleTimeoutMs: values["idle-timeout-ms"] as number,
     peerWindowBytes: values["peer-window-bytes"] as number,
+    peerConnections: values["peer-connections"] as number,
     stagingBudgetBytes: values["staging-budget-bytes"] as number,
     replicationBandwidthBytesPerSecond: values["replication-bandwidth-bytes-per-second"] as number,
     shutdownGraceMs: values["shutdown-grace-ms"] as number,

@@ -38,6 +38,8 @@ export interface NodeConfig {
   readonly idleTimeoutMs: number;
   /** HTTP/2 flow-control window of peer connections (stream and connection), bytes. */
   readonly peerWindowBytes: number;
+  /** TCP connections to each peer; body streams spread over them (pays only for loss-based congestion control on lossy links). */
+  readonly peerConnections: number;
   /** Bytes reserved by in-flight replicated bodies; fetches wait when it is full. */
   readonly stagingBudgetBytes: number;
   /** Shared limit for all peer transfers; 0 = off. */
@@ -56,6 +58,8 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 /** 2 x (1 Gbit/s x 100 ms) = 25 MB, rounded up: one stream alone can fill such a link. */
 export const DEFAULT_PEER_WINDOW_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_STAGING_BUDGET_BYTES = 1 << 30;
+/** One: with BBR (this kernel's default) one connection fills a lossy 200 Mbit/50 ms link; see docs/PERFORMANCE.md §8. */
+export const DEFAULT_PEER_CONNECTIONS = 1;
 export const DEFAULT_PEER_DROP_AFTER_MS = 3_600_000;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 /** Where `granary serve` puts the ops listener unless told otherwise (the OTel Prometheus port). */
@@ -80,6 +84,11 @@ export function formatHostPort(hp: HostPort): string {
   return hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
 
+function peerConnections(v: number): number {
+  if (!Number.isInteger(v) || v < 1 || v > 64) throw new ConfigError("peer-connections", `must be a whole number in [1, 64], got ${v}`);
+  return v;
+}
+
 function nonNegativeInt(field: string, v: number): number {
   if (!Number.isSafeInteger(v) || v < 0) throw new ConfigError(field, `must be a whole number >= 0, got ${v}`);
   return v;
@@ -101,6 +110,7 @@ export interface RawNodeConfig {
   peerDropAfterMs?: number | undefined;
   idleTimeoutMs?: number | undefined;
   peerWindowBytes?: number | undefined;
+  peerConnections?: number | undefined;
   stagingBudgetBytes?: number | undefined;
   replicationBandwidthBytesPerSecond?: number | undefined;
   shutdownGraceMs?: number | undefined;
@@ -147,6 +157,7 @@ export function resolveNodeConfig(raw: RawNodeConfig): NodeConfig {
     peerDropAfterMs: nonNegativeInt("peer-drop-after-ms", raw.peerDropAfterMs ?? DEFAULT_PEER_DROP_AFTER_MS),
     idleTimeoutMs,
     peerWindowBytes: nonNegativeInt("peer-window-bytes", raw.peerWindowBytes ?? DEFAULT_PEER_WINDOW_BYTES),
+    peerConnections: peerConnections(raw.peerConnections ?? DEFAULT_PEER_CONNECTIONS),
     stagingBudgetBytes: nonNegativeInt("staging-budget-bytes", raw.stagingBudgetBytes ?? DEFAULT_STAGING_BUDGET_BYTES),
     replicationBandwidthBytesPerSecond: nonNegativeInt(
       "replication-bandwidth-bytes-per-second",

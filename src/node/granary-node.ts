@@ -249,7 +249,7 @@ export class GranaryNode {
     }
     const tls = { ca: readFileSync(config.tlsCa), cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) };
     const factory: PeerClientFactory =
-      this.hooks.peerClientFactory ?? ((address, serverName) => createGrpcJsPeerClient(address, { tls, idleTimeoutMs: config.idleTimeoutMs, channel: { flowControlWindowBytes: config.peerWindowBytes } }, serverName));
+      this.hooks.peerClientFactory ?? ((address, serverName) => createGrpcJsPeerClient(address, { tls, idleTimeoutMs: config.idleTimeoutMs, channel: { flowControlWindowBytes: config.peerWindowBytes }, connections: config.peerConnections }, serverName));
     this.readiness.pending("catching up with peers");
     this.replicator = new Replicator({
       store: this.store,

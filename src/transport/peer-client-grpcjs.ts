@@ -25,6 +25,12 @@ export interface GrpcJsPeerClientOptions {
   readonly channel?: PeerChannelOptions;
   /** Total deadline of Hello (no body). Default 10 s. */
   readonly helloTimeoutMs?: number;
+  /**
+   * TCP connections to the peer, default 1. Body streams (ReadBodies) go to the connection with
+   * the fewest open; Hello, Follow and ListManifests use the first. More than one only pays
+   * where one loss-based (CUBIC) flow cannot fill a lossy long link (docs/PERFORMANCE-WAN.md).
+   */
+  readonly connections?: number;
 }
 
 const CODES: Record<number, PeerRpcCode> = {
@@ -57,7 +63,26 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
   const url = new URL(address);
   const target = url.host;
   const channel: PeerChannelOptions = { ...options.channel, ...(serverName ? { serverName } : {}) };
-  const client = createPeerGrpcClient(ReplicationService, target, options.tls, channel);
+  const connections = options.connections ?? 1;
+  if (!Number.isInteger(connections) || connections < 1 || connections > 64) throw new RangeError(`connections: want an integer in [1, 64], got ${String(connections)}`);
+  // use_local_subchannel_pool (peerChannelOptions) gives every client its own TCP connection.
+  const clients = Array.from({ length: connections }, () => createPeerGrpcClient(ReplicationService, target, options.tls, channel));
+  const client = clients[0]!;
+  const openOn = clients.map(() => 0);
+  /** The body connection with the fewest streams open; counted until its stream ends. */
+  const bodyClient = (): { c: (typeof clients)[number]; done: () => void } => {
+    let k = 0;
+    for (let i = 1; i < clients.length; i++) if (openOn[i]! < openOn[k]!) k = i;
+    openOn[k]!++;
+    let ended = false;
+    return {
+      c: clients[k]!,
+      done: () => {
+        if (!ended) openOn[k]!--;
+        ended = true;
+      },
+    };
+  };
   let inFlight = 0;
   let opened = 0;
   let peakInFlight = 0;
@@ -143,14 +168,36 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
     },
     follow: (req, signal) => stream("Follow", (md) => client.follow(req, md), signal),
     listManifests: (req, signal) => stream("ListManifests", (md) => client.listManifests(req, md), signal),
-    readBodies: (req, signal) => stream("ReadBodies", (md) => client.readBodies(req, md), signal),
+    readBodies: (req, signal) => {
+      if (clients.length === 1) return stream("ReadBodies", (md) => client.readBodies(req, md), signal);
+      // The connection is chosen when the stream starts (lazily), and freed when it ends.
+      let release = (): void => {};
+      const s = stream(
+        "ReadBodies",
+        (md) => {
+          const pick = bodyClient();
+          release = pick.done;
+          return pick.c.readBodies(req, md);
+        },
+        signal,
+      );
+      return {
+        async *[Symbol.asyncIterator]() {
+          try {
+            yield* s;
+          } finally {
+            release();
+          }
+        },
+      };
+    },
     counters(): PeerStreamCounters {
       return { inFlight, opened, peakInFlight };
     },
     close() {
       if (closed) return;
       closed = true;
-      client.close();
+      for (const c of clients) c.close();
     },
   };
 }
