@@ -210,7 +210,7 @@ async function main(): Promise<number> {
 
   if (p.only.includes("A")) {
     const specs: TaskSpec[] = [
-      { key: "disk-seq", task: "disk-seq", input: { dir: work, totalBytes: p.diskBytes, appendBytes: p.diskAppendBytes, syncEveryBytes: p.diskSyncEveryBytes } satisfies Omit<DiskSeqInput, never> },
+      { key: "disk-seq", task: "disk-seq", input: { dir: work, totalBytes: p.diskBytes, appendBytes: p.diskAppendBytes, syncEveryBytes: p.diskSyncEveryBytes } satisfies DiskSeqInput },
       { key: "h2-bulk", task: "h2-bulk", input: { totalBytes: p.h2Bytes, streams: p.aBulkConcurrency } satisfies H2BulkInput },
       {
         key: "single-node",

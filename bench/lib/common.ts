@@ -14,8 +14,9 @@ const PUT_CHUNK_BYTES = 1 << 20;
 
 /**
  * Runs fn(0..count-1) with at most `concurrency` in flight; the first failure aborts the rest.
- * With `untilMs` (a performance.now() instant) no new item starts after it: returns how many
- * items completed, always a prefix-free count of finished calls (items run in index order).
+ * With `untilMs` (a performance.now() instant) no new item starts after it. Returns how many
+ * items completed; items start in index order and every started one is awaited, so those are
+ * items 0..n-1.
  */
 export async function pool(count: number, concurrency: number, fn: (i: number) => Promise<void>, signal: AbortSignal, untilMs = Infinity): Promise<number> {
   let next = 0;
