@@ -16,6 +16,7 @@ import type { GranaryNode } from "../../src/node/granary-node.js";
 import { publicClient } from "../../test/helpers/mesh.js";
 import { auditOpenStore, auditStore, bodyBytes, buildSize, codeOf, getCas, putCasBody, type BodySpec } from "../lib/artifacts.js";
 import { chaosContext, Violations } from "../lib/context.js";
+import { captureLog } from "../lib/capture-log.js";
 import { startSingleNode } from "../lib/nodes.js";
 
 const ctx = chaosContext("12-disk-full");
@@ -63,7 +64,8 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
   }
   const dataDir = join(mountPoint, "data");
   const filler = join(mountPoint, "filler");
-  node = await startSingleNode(dataDir);
+  const logs = captureLog("warn");
+  node = await startSingleNode(dataDir, {}, { log: logs.log });
   const conn = publicClient(node);
   const acked = new Map<string, BodySpec>();
   const codes: Record<string, number> = {};
@@ -89,7 +91,10 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
           codes[code] = (codes[code] ?? 0) + 1;
           failLatencyMs.push(Date.now() - t0);
           if (code === "ResourceExhausted") full++;
-          else v.check(false, `round ${round}: a write on a full disk failed with ${code}: ${(e as Error).message}`);
+          else {
+            const cause = logs.events.filter((x) => x["code"] === code).map((x) => String(x["cause"])).pop();
+            v.check(false, `round ${round}: a write on a full disk failed with ${code}: ${(e as Error).message}; node log: ${cause}`);
+          }
         }
       }
     };
@@ -126,7 +131,7 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
       await node.close();
       node = undefined;
       await rm(dataDir, { recursive: true, force: true });
-      node = await startSingleNode(dataDir);
+      node = await startSingleNode(dataDir, {}, { log: logs.log });
       Object.assign(conn, publicClient(node));
       acked.clear();
     }

@@ -12,6 +12,7 @@
  * `transactionSync` returns, so a resolved commit is durable. The cost is one fdatasync on the
  * main thread per batch (~0.2 ms on this VM), shared by everything in the batch.
  */
+import { statfsSync } from "node:fs";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { NoSpaceError, StoreIoError } from "./errors.js";
 import type { ArtifactId, FeedEntry, Kind, Manifest } from "./types.js";
@@ -133,12 +134,31 @@ function segmentKey(seg: number, off: number): Buffer {
   return key;
 }
 
+/** Below this many free bytes, a filesystem counts as full when LMDB reports an I/O error. */
+export const FULL_DISK_FREE_BYTES = 4 * 1024 * 1024;
+
+function freeBytes(dir: string): number | undefined {
+  try {
+    const st = statfsSync(dir);
+    return st.bavail * st.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A failed LMDB commit: NoSpaceError when the disk (or LMDB's map) is full, else StoreIoError. */
-function commitFailure(error: unknown): StoreIoError | NoSpaceError {
+function commitFailure(error: unknown, dir: string): StoreIoError | NoSpaceError {
   const e = error as { code?: unknown; message?: unknown } | undefined;
   const text = `${String(e?.code)} ${String(e?.message)}`;
   if (/ENOSPC|EDQUOT|No space left|MDB_MAP_FULL/i.test(text)) {
     return new NoSpaceError("no space left for the index; the change was not stored", { cause: error });
+  }
+  // LMDB reports a page write that hit a full filesystem as EIO ("Input/output error", seen on
+  // a full tmpfs by chaos scenario 12): on a full disk that is a full disk (RESOURCE_EXHAUSTED,
+  // retryable once space frees), not an internal error.
+  const free = /EIO|Input\/output error/i.test(text) ? freeBytes(dir) : undefined;
+  if (free !== undefined && free < FULL_DISK_FREE_BYTES) {
+    return new NoSpaceError(`no space left for the index (${free} bytes free; LMDB said: ${String(e?.message)}); the change was not stored`, { cause: error });
   }
   return new StoreIoError("index commit failed; the change was not stored", { cause: error });
 }
@@ -335,6 +355,9 @@ export class IndexDb {
   /** Called after every successful commit (the store notifies feed waiters from here). */
   onCommitted: (counters: IndexCounters) => void = () => {};
 
+  /** The index directory (to tell a full disk from a failing one). */
+  #dir = ".";
+
   private constructor(db: Dbs, feedMaxEntries: number) {
     this.#db = db;
     this.#feedMaxEntries = feedMaxEntries;
@@ -363,7 +386,9 @@ export class IndexDb {
       sys: root.openDB<unknown, string>("sys", {}),
       user: root.openDB<unknown, string>("meta", {}),
     };
-    return new IndexDb(db, feedMaxEntries);
+    const ix = new IndexDb(db, feedMaxEntries);
+    ix.#dir = dir;
+    return ix;
   }
 
   #readCounters(): IndexCounters {
@@ -457,7 +482,7 @@ export class IndexDb {
       this.#counters = this.#readCounters();
       return result;
     } catch (error) {
-      throw commitFailure(error);
+      throw commitFailure(error, this.#dir);
     }
   }
 
@@ -481,7 +506,7 @@ export class IndexDb {
         }
       });
     } catch (error) {
-      const failure = commitFailure(error);
+      const failure = commitFailure(error, this.#dir);
       for (const item of batch) item.reject(failure);
       return;
     }
