@@ -298,21 +298,23 @@ describe("restart and re-sync", () => {
 describe("idle timeouts on peer streams", () => {
   it("a body trickling for more than 5x the idle timeout completes; a stalled one is cut and retried", async () => {
     const fp = new Failpoints();
-    const idleTimeoutMs = 400;
+    // Margins wide enough for a loaded 2-core CI machine: a slow chunk comes every quarter of
+    // the idle timeout, the stalled one waits ten times it.
+    const idleTimeoutMs = 1000;
     const a = await node(uniq("a"), [], { hooks: { failpoints: fp }, config: { idleTimeoutMs } });
     const ca = publicClient(a);
     let slow = "";
     let stalled = "";
     try {
-      // 12 chunks of 1 MiB, each delayed by half the idle timeout: > 5x idle in total.
-      slow = await putCas(ca, "idle", bytes(1400, 12 << 20));
+      // 22 chunks of 1 MiB, each delayed by a quarter of the idle timeout: > 5x idle in total.
+      slow = await putCas(ca, "idle", bytes(1400, 22 << 20));
       stalled = await putCas(ca, "idle", bytes(1401, 2 << 20));
     } finally {
       ca.close();
     }
     let stalls = 0;
     fp.set("peer.read-bodies.chunk", async (ctx) => {
-      if (ctx["key"] === slow) await new Promise((r) => setTimeout(r, idleTimeoutMs / 2));
+      if (ctx["key"] === slow) await new Promise((r) => setTimeout(r, idleTimeoutMs / 4));
       if (ctx["key"] === stalled && ctx["offset"] === 1 << 20 && stalls === 0) {
         stalls++;
         await new Promise((r) => setTimeout(r, idleTimeoutMs * 10));
@@ -326,7 +328,7 @@ describe("idle timeouts on peer streams", () => {
     const link = fresh.replication!.allLinks()[0]!;
     expect(stalls).toBe(1);
     expect(link.stats.failedCount).toBe(1);
-    expect(link.stats.lastError).toMatch(/no message for 400 ms|IDLE/i);
+    expect(link.stats.lastError).toMatch(/no message for 1000 ms|IDLE/i);
   });
 });
 
