@@ -2,9 +2,11 @@
  * Scenario 2 — corrupted and truncated segments. Rounds of: write artifacts into a real store
  * (small segments, so most are sealed and never rescanned at open), close it, then damage the
  * segment files — truncate at a record boundary, one byte before or after it, or at a random
- * offset; flip random bits in bodies, prefixes and trailers — reopen, and read every artifact in
- * full. Oracle: a read of a damaged body ends in an error or NotFound (dropped), never OK with
- * other bytes; undamaged artifacts read back byte for byte; a dropped record stays absent.
+ * offset; flip random bits in bodies, prefixes and trailers — reopen, and read every artifact,
+ * half of them in full and half as a range read (a random offset and length inside the body,
+ * compared with that slice of the body). Oracle: a read of a damaged body ends in an error or
+ * NotFound (dropped), never OK with other bytes — a range read too, wherever the damage lies in
+ * the record; undamaged artifacts read back byte for byte; a dropped record stays absent.
  */
 import { createHash } from "node:crypto";
 import { open as openFile, readdir, readFile, truncate, stat } from "node:fs/promises";
@@ -51,11 +53,14 @@ async function records(file: string): Promise<RecordLoc[]> {
   return out;
 }
 
-async function readAll(store: Store, key: string): Promise<{ kind: "ok"; digest: string; length: number } | { kind: "error"; name: string }> {
+type ReadResult = { kind: "ok"; digest: string; length: number } | { kind: "error"; name: string };
+
+/** Reads a body, or the range [offset, offset + length) of it; hashes what arrived. */
+async function readAll(store: Store, key: string, range?: { offset: number; length: number }): Promise<ReadResult> {
   const h = createHash("sha256");
   let length = 0;
   try {
-    const r = store.read({ namespace: NS, kind: "cas", key });
+    const r = store.read({ namespace: NS, kind: "cas", key }, range ?? {});
     for await (const c of r.chunks) {
       h.update(c);
       length += c.length;
@@ -83,18 +88,21 @@ it("every read of a damaged record ends in an error, never OK with other bytes",
   const rng = ctx.rng;
   const dir = await scratch("corrupt");
   const counts = { damagedReads: 0, damagedReadErrors: 0, damagedReadsOkSameBytes: 0, okReadsWithOtherBytes: 0, cleanReads: 0, cleanReadFailures: 0, rereadsOfDropped: 0, rereadsNotAbsent: 0 };
+  // The range reads among the reads above (a damaged record read by range, whatever the damage).
+  const ranges = { damagedRangeReads: 0, damagedRangeReadErrors: 0, damagedRangeReadsOkSameBytes: 0, rangeOkWithOtherBytes: 0, cleanRangeReads: 0 };
   const damage = { truncateAtBoundary: 0, truncateBoundaryMinus1: 0, truncateBoundaryPlus1: 0, truncateRandom: 0, bitFlipsBody: 0, bitFlipsHeader: 0 };
   const errorNames: Record<string, number> = {};
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const dataDir = join(dir.path, `r${round}`);
-      const bodies = new Map<string, number>();
+      const bodies = new Map<string, { seed: number; size: number }>();
       let store = await openStore({ dataDir, segmentMaxBytes: 512 << 10, lanes: 2 });
       const puts: Promise<unknown>[] = [];
       for (let i = 0; i < ARTIFACTS_PER_ROUND; i++) {
-        const body = bodyBytes({ seed: rng.u32(), size: rng.int(0, 96 << 10) });
+        const spec = { seed: rng.u32(), size: rng.int(0, 96 << 10) };
+        const body = bodyBytes(spec);
         const d = digestOf(body);
-        bodies.set(d, body.length);
+        bodies.set(d, spec);
         puts.push(store.put({ namespace: NS, kind: "cas", key: d, size: body.length }, once(body)));
       }
       await Promise.all(puts);
@@ -134,18 +142,35 @@ it("every read of a damaged record ends in an error, never OK with other bytes",
       store = await openStore({ dataDir, segmentMaxBytes: 512 << 10, lanes: 2 });
       try {
         const dropped: string[] = [];
-        for (const [key, size] of bodies) {
-          const r = await readAll(store, key);
+        for (const [key, spec] of bodies) {
+          // A range read of a non-empty body half of the time: offset in [0, size), length >= 1.
+          let range: { offset: number; length: number } | undefined;
+          if (spec.size > 0 && rng.next() < 0.5) {
+            const offset = rng.int(0, spec.size - 1);
+            range = { offset, length: rng.int(1, spec.size - offset) };
+          }
+          const want = range ? digestOf(bodyBytes(spec).subarray(range.offset, range.offset + range.length)) : key;
+          const wantLength = range ? range.length : spec.size;
+          const r = await readAll(store, key, range);
           const hit = damaged.has(key);
           if (hit) counts.damagedReads++;
           else counts.cleanReads++;
+          if (range) {
+            if (hit) ranges.damagedRangeReads++;
+            else ranges.cleanRangeReads++;
+          }
           if (r.kind === "ok") {
-            if (r.digest !== key || r.length !== size) {
+            if (r.digest !== want || r.length !== wantLength) {
               counts.okReadsWithOtherBytes++;
-              v.check(false, `round ${round}: OK read of ${key} gave ${r.length}/${size} B hashing to ${r.digest}`);
-            } else if (hit) counts.damagedReadsOkSameBytes++;
+              if (range) ranges.rangeOkWithOtherBytes++;
+              v.check(false, `round ${round}: OK ${range ? `range read [${range.offset}, +${range.length})` : "read"} of ${key} gave ${r.length}/${wantLength} B hashing to ${r.digest}`);
+            } else if (hit) {
+              counts.damagedReadsOkSameBytes++;
+              if (range) ranges.damagedRangeReadsOkSameBytes++;
+            }
           } else {
             errorNames[r.name] = (errorNames[r.name] ?? 0) + 1;
+            if (hit && range) ranges.damagedRangeReadErrors++;
             if (hit) counts.damagedReadErrors++;
             else {
               // A clean record after a truncation point or a torn prefix is legitimately gone.
@@ -175,9 +200,10 @@ it("every read of a damaged record ends in an error, never OK with other bytes",
   } finally {
     await dir.cleanup();
   }
-  const figures = { rounds: ROUNDS, artifactsPerRound: ARTIFACTS_PER_ROUND, damage, ...counts, errorNames, damagedReadsEndingInErrorOrSameBytesPct: counts.damagedReads === 0 ? 0 : (100 * (counts.damagedReadErrors + counts.damagedReadsOkSameBytes)) / counts.damagedReads };
-  ctx.record({ passed: v.list.length === 0 && counts.damagedReads > 0, figures, violations: v.list });
+  const figures = { rounds: ROUNDS, artifactsPerRound: ARTIFACTS_PER_ROUND, damage, ...counts, ...ranges, errorNames, damagedReadsEndingInErrorOrSameBytesPct: counts.damagedReads === 0 ? 0 : (100 * (counts.damagedReadErrors + counts.damagedReadsOkSameBytes)) / counts.damagedReads };
+  ctx.record({ passed: v.list.length === 0 && counts.damagedReads > 0 && ranges.damagedRangeReads > 0, figures, violations: v.list });
   ctx.log(JSON.stringify(figures));
   expect(v.list).toEqual([]);
   expect(counts.damagedReads).toBeGreaterThan(0);
+  expect(ranges.damagedRangeReads).toBeGreaterThan(0);
 });
