@@ -20,6 +20,7 @@ import { initCa, issueCert } from "../src/certs/dev-pki.js";
 import type { BareGrpcInput, DiskSeqInput, DiskSmallInput, H2BulkInput, H2SmallInput } from "./tasks/references.js";
 import type { BootstrapInput, FillSourceInput, NodeCert } from "./tasks/bootstrap.js";
 import type { LiveLagInput } from "./tasks/live-lag.js";
+import { rejoinParams, rejoinParamsHelp, splitScenarioE, type RejoinInput, type RejoinSeedInput } from "./tasks/rejoin.js";
 import type { SingleNodeInput } from "./tasks/single-node.js";
 import type { StoreDirectInput } from "./tasks/store-direct.js";
 import { machineInfo } from "./lib/machine.js";
@@ -36,6 +37,8 @@ const TARGETS = {
   smallPerSecond: { op: ">=", value: 20_000, source: "issues 2/3: small artifacts >= 20,000/s on loopback" },
   lagP99Ms: { op: "<=", value: 50, source: "live lag p99 <= 50 ms" },
   receiveCpu: { op: "<=", value: 3, source: "receive CPU <= 3 core-seconds per GB" },
+  rejoinSeconds: { op: "<=", value: 2, source: "issue 4 (5): rejoin after 1,000 writes into a 1M mesh caught up <= 2 s" },
+  rejoinVsSmall: { op: "<=", value: 1.5, source: "issue 4 (5): rejoin time 1M mesh / 10k mesh <= 1.5" },
 } as const;
 
 const FIGURES: FigureDef[] = [
@@ -89,7 +92,29 @@ const FIGURES: FigureDef[] = [
   { id: "c.readbodies_p50", scenario: "C", label: "replicas: ReadBodies call p50", unit: "ms", task: "live-lag", field: "readBodiesP50Ms", kind: "detail" },
   { id: "c.bodies_per_call", scenario: "C", label: "replicas: bodies per ReadBodies call", unit: "bodies", task: "live-lag", field: "readBodiesBodiesPerCall", kind: "detail" },
   { id: "c.rate", scenario: "C", label: "achieved Put rate", unit: "puts/s", task: "live-lag", field: "achievedPutsPerSecond", kind: "detail" },
+
+  // E (issue 4, scenario 5): rejoin catch-up; "large" = BENCH_E_ARTIFACTS (1M), "small" = BENCH_E_SMALL_ARTIFACTS (10k).
+  ...rejoinFigures(),
 ];
+
+function rejoinFigures(): FigureDef[] {
+  const E = "E" as FigureDef["scenario"]; // bench/lib/report.ts types A | B | C
+  const both = (id: string, label: string, field: string, unit: string, kind: FigureDef["kind"], target?: FigureDef["target"]): FigureDef[] => [
+    { id: `e.${id}`, scenario: E, label: `${label}, large mesh`, unit, task: "rejoin-large", field, kind, partialField: "partial", ...(target ? { target } : {}) },
+    { id: `e.${id}_small`, scenario: E, label: `${label}, small mesh`, unit, task: "rejoin-small", field, kind: kind === "product" ? "reference" : kind, partialField: "partial" },
+  ];
+  return [
+    ...both("caught_up", "rejoin: B's node start → delta held and following at A's head", "caughtUpSeconds", "s", "product", TARGETS.rejoinSeconds),
+    ...both("hello_caught_up", "rejoin: B's first Hello → caught up", "helloToCaughtUpSeconds", "s", "detail"),
+    ...both("start_hello", "rejoin: B's node start → first Hello (store open, listeners)", "startToHelloSeconds", "s", "detail"),
+    ...both("held", "rejoin: B's node start → every delta artifact held", "deltaHeldSeconds", "s", "detail"),
+    ...both("b_cpu", "rejoin: B's CPU until caught up", "bCpuSeconds", "core-s", "detail"),
+    ...both("a_cpu", "rejoin: A's CPU while B caught up", "aCpuSeconds", "core-s", "detail"),
+    ...both("walked", "rejoin: manifests B walked on A (0 = followed from its cursor)", "listManifestsItems", "manifests", "detail"),
+    ...both("artifacts", "rejoin: artifacts B held when caught up", "heldArtifacts", "artifacts", "detail"),
+    ...both("cache", "rejoin: seeded data dirs reused from bench/.cache (1 = yes)", "cacheReused", "", "detail"),
+  ];
+}
 
 const RATIOS: RatioDef[] = [
   { figure: "a.put_bulk", vs: "a.disk_seq", note: "Put vs the disk's append+fsync ceiling" },
@@ -110,6 +135,8 @@ const RATIOS: RatioDef[] = [
   { figure: "b.small", vs: "b.small_bare", note: "small bootstrap vs bare transport, same bodies" },
   { figure: "b.small", vs: "b.small_serial", note: "speed-up over serial mode" },
   { figure: "b.bulk_recv_cpu", vs: "b.bulk_bare_recv_cpu", note: "receiver CPU per GB vs the bare transport's" },
+  { figure: "e.caught_up", vs: "e.caught_up_small", note: "rejoin: same delta, large mesh vs small mesh (cost follows the delta, not the dataset)", target: TARGETS.rejoinVsSmall },
+  { figure: "e.hello_caught_up", vs: "e.hello_caught_up_small", note: "rejoin from the first Hello (store open excluded), large vs small mesh" },
 ];
 
 interface TaskSpec {
@@ -171,11 +198,13 @@ function groupsOf<T>(xs: readonly T[], n: number): T[][] {
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
   if (args.includes("--help") || args.includes("-h")) {
-    process.stdout.write(`Usage: node dist-bench/bench/main.js [--smoke]\n\nEnvironment (default full / smoke):\n${paramsHelp()}\n  BENCH_ONLY                  A,B,C         scenarios to run\n  BENCH_TMPDIR                os.tmpdir()   where data dirs and disk references go\n  BENCH_KEEP_WORK             0             1 = keep the work dir (data dirs, task inputs) for a post-mortem\n  BENCH_CPU_PROF              0             1 = V8 CPU profiles of every task and node in <results>/profiles\n`);
+    process.stdout.write(`Usage: node dist-bench/bench/main.js [--smoke]\n\nEnvironment (default full / smoke):\n${paramsHelp()}\n  BENCH_ONLY                  A,B,C         scenarios to run\n  BENCH_TMPDIR                os.tmpdir()   where data dirs and disk references go\n  BENCH_KEEP_WORK             0             1 = keep the work dir (data dirs, task inputs) for a post-mortem\n  BENCH_CPU_PROF              0             1 = V8 CPU profiles of every task and node in <results>/profiles\n${rejoinParamsHelp()}\n  (BENCH_ONLY may also name E: rejoin catch-up; seeded data dirs are cached in bench/.cache/)\n`);
     return 0;
   }
   const profile = args.includes("--smoke") ? "smoke" : "full";
-  const p = resolveParams(profile);
+  const { env: paramsEnv, runE } = splitScenarioE();
+  const p = resolveParams(profile, paramsEnv);
+  const pe = rejoinParams(profile);
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const outDir = join(REPO_ROOT, "bench", "results", `${stamp}${profile === "smoke" ? "-smoke" : ""}`);
   const logDir = join(outDir, "logs");
@@ -350,7 +379,31 @@ async function main(): Promise<number> {
     for (let r = 0; r < R; r++) await runner.run(spec, r);
   }
 
-  const defs = FIGURES.filter((f) => p.only.includes(f.scenario));
+  if (runE) {
+    const [a, b] = await Promise.all([cert("rejoin-a"), cert("rejoin-b")]);
+    const cacheRoot = join(REPO_ROOT, "bench", ".cache");
+    const sizes = { large: pe.eArtifacts, small: pe.eSmallArtifacts };
+    let seeded = true;
+    for (const [kind, artifacts] of Object.entries(sizes)) {
+      // Seeding 1M artifacts takes longer than one task's budget: it resumes, call after call.
+      let out: Record<string, unknown> | undefined;
+      for (let call = 0; call < 12 && out?.["complete"] !== 1; call++) {
+        out = await runner.run({ key: `rejoin-seed-${kind}`, task: "rejoin-seed", input: { cacheRoot, ca, a, b, seed: p.seed, artifacts, minBytes: pe.eMinBytes, maxBytes: pe.eMaxBytes, concurrency: pe.eFillConcurrency } satisfies Omit<RejoinSeedInput, "deadlineMs"> }, -1);
+        if (out === undefined) break;
+      }
+      seeded &&= out?.["complete"] === 1;
+    }
+    if (seeded) {
+      const spec = (kind: "large" | "small"): TaskSpec => ({
+        key: `rejoin-${kind}`,
+        task: "rejoin",
+        input: { cacheRoot, workDir: work, ca, a, b, seed: p.seed, artifacts: sizes[kind], minBytes: pe.eMinBytes, maxBytes: pe.eMaxBytes, delta: pe.eDelta, putConcurrency: p.aSmallConcurrency, maxSeconds: pe.eMaxSeconds, runStartedMs: startedAt.getTime() } satisfies RejoinInput,
+      });
+      for (let r = 0; r < R; r++) for (const kind of ["large", "small"] as const) await runner.run(spec(kind), r);
+    }
+  }
+
+  const defs = FIGURES.filter((f) => p.only.includes(f.scenario) || (runE && f.scenario === ("E" as FigureDef["scenario"])));
   const figures = buildFigures(defs, runner.rounds);
   const ids = new Set(defs.map((f) => f.id));
   const ratios = buildRatios(
@@ -367,7 +420,7 @@ async function main(): Promise<number> {
     finishedAt: finishedAt.toISOString(),
     wallSeconds: Math.round((finishedAt.getTime() - startedAt.getTime()) / 100) / 10,
     machine: { ...machine, loadAverageAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
-    parameters: p,
+    parameters: { ...p, ...(runE ? { rejoin: pe } : {}) },
     method: {
       rounds: "every round runs each product measurement and its references back to back, in a fresh process each",
       summary: "median of the runs, with min and max; ratios: median/median and the per-round ratios",

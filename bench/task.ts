@@ -6,6 +6,7 @@
  */
 import { bootstrap, fillSource, type BootstrapInput, type FillSourceInput } from "./tasks/bootstrap.js";
 import { liveLag, type LiveLagInput } from "./tasks/live-lag.js";
+import { rejoin, rejoinSeed, type RejoinInput, type RejoinSeedInput } from "./tasks/rejoin.js";
 import { bareGrpc, diskSeq, diskSmall, h2Bulk, h2Small, type BareGrpcInput, type DiskSeqInput, type DiskSmallInput, type H2BulkInput, type H2SmallInput } from "./tasks/references.js";
 import { singleNode, type SingleNodeInput } from "./tasks/single-node.js";
 import { storeDirect, type StoreDirectInput } from "./tasks/store-direct.js";
@@ -23,6 +24,8 @@ const TASKS: Record<string, Task> = {
   "fill-source": (i: FillSourceInput, ctx) => fillSource(i, ctx),
   bootstrap: (i: BootstrapInput, ctx) => bootstrap(i, ctx),
   "live-lag": (i: LiveLagInput, ctx) => liveLag(i, ctx),
+  "rejoin-seed": (i: RejoinSeedInput, ctx) => rejoinSeed(i, ctx),
+  rejoin: (i: RejoinInput, ctx) => rejoin(i, ctx),
 };
 
 process.exit(await runTaskProcess(TASKS, "task.js"));
