@@ -5,7 +5,14 @@
  * that opens a large Get with a zero window and never reads. A legitimate client runs all the
  * while. Oracle: the node never dies; the connection of every attack that must be refused is
  * closed (GOAWAY or close) within 1 s; RSS growth stays under 64 MiB; the legitimate client's
- * calls all succeed (its p99 against the pre-attack baseline is reported).
+ * calls all succeed, and their p99 under attack stays within LEGIT_P99_FACTOR x the baseline.
+ *
+ * The baseline is measured in the same run, interleaved: before every attack a quiet window of
+ * the same legitimate loop, so both sides see the same machine load (the suite shares 2 cores
+ * with other work). Every window holds at least WINDOW_ROUNDS calls; the p99s compared are
+ * over all quiet windows and over all attack windows (hundreds of calls each, so one scheduler
+ * hiccup is not the p99). A baseline of a few ms would make 2x a few ms, below the noise of a
+ * loaded VM, so the bound is never under LEGIT_P99_FLOOR_MS.
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -22,6 +29,12 @@ import { grpcFrame, lenField, rawCall, rawSession, varintField } from "../lib/ra
 
 const ctx = chaosContext("09-http2-abuse");
 const ROUNDS = ctx.size(1, 5);
+/** Legitimate p99 under attack may be this many times the quiet p99... */
+const LEGIT_P99_FACTOR = 2;
+/** ...but the bound is never below this (ms): a baseline of a few ms doubled is scheduler noise. */
+const LEGIT_P99_FLOOR_MS = 50;
+/** Legitimate calls in each quiet window, and at least in each attack window. */
+const WINDOW_ROUNDS = 25;
 afterAll(killAll);
 
 interface Attack {
@@ -110,6 +123,15 @@ async function rss(pid: number): Promise<number> {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+}
+
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
 function p99(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))] ?? 0;
@@ -122,8 +144,15 @@ it("abusive HTTP/2 connections are closed, the node survives and keeps serving",
     const pki = await makePki(join(dir.path, "pki"));
     const a = await pki.cert("a");
     const c = await pki.cert("c");
-    const child = await startNode(["--data-dir", join(dir.path, "a"), "--peer-listen", "127.0.0.1:0", "--tls-ca", pki.ca, "--tls-cert", a.cert, "--tls-key", a.key]);
+    const child = await startNode(["--data-dir", join(dir.path, "a"), "--peer-listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--tls-ca", pki.ca, "--tls-cert", a.cert, "--tls-key", a.key]);
     await child.waitReady();
+    const opsAddress = String((await child.event((e) => e["event"] === "listening", "listening"))["opsAddress"]);
+    /** The node's worst event-loop delay since the last call (prom-client resets it on each scrape), ms. */
+    const loopMaxMs = async (): Promise<number> => {
+      const text = await (await fetch(`http://${opsAddress}/metrics`)).text();
+      const m = /^nodejs_eventloop_lag_max_seconds\s+([0-9.e+-]+)/m.exec(text);
+      return m ? Math.round(Number(m[1]) * 1000) : -1;
+    };
     const pid = child.proc.pid!;
     const publicPort = Number(child.publicAddress.split(":").pop());
     const peerPort = Number(child.peerAddress!.split(":").pop());
@@ -148,22 +177,35 @@ it("abusive HTTP/2 connections are closed, the node survives and keeps serving",
         if (legit.failures.length < 5) legit.failures.push((e as Error).message);
       }
     };
-    for (let i = 0; i < 50; i++) await legitRound();
-    const baselineP99 = p99(legit.latencies);
+    for (let i = 0; i < 20; i++) await legitRound(); // warm-up (JIT, connections), not counted
     legit.latencies.length = 0;
+    const quiet: number[] = [];
+    const underAttack: number[] = [];
+    /** A quiet window: WINDOW_ROUNDS legitimate calls with no attack running. */
+    const quietLoopMaxMs: number[] = [];
+    const quietWindow = async (): Promise<void> => {
+      await loopMaxMs();
+      const before = legit.latencies.length;
+      for (let i = 0; i < WINDOW_ROUNDS; i++) await legitRound();
+      quiet.push(...legit.latencies.slice(before));
+      quietLoopMaxMs.push(await loopMaxMs());
+    };
     const rssBefore = await rss(pid);
     let rssMax = rssBefore;
 
-    const results: Array<{ listener: string; attack: string; round: number; closedAfterMs: number | null; how: string; framesReceived: Record<number, number>; legitP99Ms: number }> = [];
+    const results: Array<{ listener: string; attack: string; round: number; closedAfterMs: number | null; how: string; framesReceived: Record<number, number>; legitCalls: number; legitP99Ms: number; nodeLoopMaxMs: number }> = [];
     for (let round = 0; round < ROUNDS; round++) {
       for (const listener of ["public", "peer"] as const) {
         for (const attack of ATTACKS) {
+          await quietWindow();
+          await loopMaxMs();
           const rc = await rawConnect(listener === "public" ? publicPort : peerPort, listener === "peer" ? peerTls : undefined);
           rc.socket.on("error", () => {});
           const before = legit.latencies.length;
           let legitRunning = true;
+          // Runs while the attack does, and for at least WINDOW_ROUNDS calls.
           const legitLoop = (async () => {
-            for (let i = 0; i < 10_000 && legitRunning; i++) await legitRound();
+            for (let i = 0; i < 10_000 && (legitRunning || i < WINDOW_ROUNDS); i++) await legitRound();
           })();
           const t0 = Date.now();
           const path = "/granary.artifact.v1.ArtifactService/Stat";
@@ -172,12 +214,16 @@ it("abusive HTTP/2 connections are closed, the node survives and keeps serving",
           legitRunning = false;
           await legitLoop;
           rssMax = Math.max(rssMax, await rss(pid));
-          results.push({ listener, attack: attack.name, round, closedAfterMs: closed?.afterMs ?? null, how: closed?.how ?? "still open after 3 s", framesReceived: { ...rc.received.frames }, legitP99Ms: Math.round(p99(legit.latencies.slice(before))) });
+          const window = legit.latencies.slice(before);
+          underAttack.push(...window);
+          results.push({ listener, attack: attack.name, round, closedAfterMs: closed?.afterMs ?? null, how: closed?.how ?? "still open after 3 s", framesReceived: { ...rc.received.frames }, legitCalls: window.length, legitP99Ms: Math.round(p99(window)), nodeLoopMaxMs: await loopMaxMs() });
           rc.destroy();
           if (attack.mustClose) v.check(closed !== undefined && closed.afterMs <= 1000, `${listener}: ${attack.name}: connection ${closed ? `closed after ${closed.afterMs} ms` : "not closed"}`);
           v.check(child.proc.exitCode === null && child.proc.signalCode === null, `${listener}: node died during ${attack.name}`);
         }
         // Zero-window reader: a Get of 32 MiB with a 0 initial window, never read.
+        await quietWindow();
+        await loopMaxMs();
         const rc = await rawConnect(listener === "public" ? publicPort : peerPort, listener === "peer" ? peerTls : undefined);
         rc.socket.on("error", () => {});
         rc.write(settings([[4, 0]]));
@@ -186,9 +232,11 @@ it("abusive HTTP/2 connections are closed, the node survives and keeps serving",
         rc.write(frame(T.DATA, F.END_STREAM, 1, grpcFrame(getReq)));
         rc.socket.pause(); // never read
         const before = legit.latencies.length;
-        for (let i = 0; i < 40; i++) await legitRound();
+        for (let i = 0; i < Math.max(40, WINDOW_ROUNDS); i++) await legitRound();
         rssMax = Math.max(rssMax, await rss(pid));
-        results.push({ listener, attack: "zero-window reader (32 MiB Get, never read)", round, closedAfterMs: null, how: "held open (send deadline resets the stream later)", framesReceived: {}, legitP99Ms: Math.round(p99(legit.latencies.slice(before))) });
+        const window = legit.latencies.slice(before);
+        underAttack.push(...window);
+        results.push({ listener, attack: "zero-window reader (32 MiB Get, never read)", round, closedAfterMs: null, how: "held open (send deadline resets the stream later)", framesReceived: {}, legitCalls: window.length, legitP99Ms: Math.round(p99(window)), nodeLoopMaxMs: await loopMaxMs() });
         rc.destroy();
       }
     }
@@ -198,8 +246,33 @@ it("abusive HTTP/2 connections are closed, the node survives and keeps serving",
     v.check(child.proc.exitCode === null, "node not running at the end");
     peerLegit.close();
     conn.close();
-    const figures = { rounds: ROUNDS, results, legitimateCalls: legit.ok, legitimateFailures: legit.failed, legitimateBaselineP99Ms: Math.round(baselineP99), legitimateP99MsUnderAttack: Math.round(p99(legit.latencies)), rssBeforeBytes: rssBefore, rssMaxBytes: rssMax, rssGrowthBytes: rssGrowth, crashes: 0 };
-    ctx.record({ passed: v.list.length === 0, figures, violations: v.list, notes: ["Legitimate p99 under attack is reported, not asserted (timing)."] });
+    const baselineP99 = p99(quiet);
+    const attackP99 = p99(underAttack);
+    const legitBoundMs = Math.max(LEGIT_P99_FACTOR * baselineP99, LEGIT_P99_FLOOR_MS);
+    v.check(attackP99 <= legitBoundMs, `legitimate p99 under attack ${attackP99.toFixed(1)} ms > bound ${legitBoundMs.toFixed(1)} ms (${LEGIT_P99_FACTOR} x quiet p99 ${baselineP99.toFixed(1)} ms, floor ${LEGIT_P99_FLOOR_MS} ms)`);
+    const figures = {
+      rounds: ROUNDS,
+      results,
+      legitimateCalls: legit.ok,
+      legitimateFailures: legit.failed,
+      legitimateQuietCalls: quiet.length,
+      legitimateQuietP50Ms: round1(median(quiet)),
+      legitimateBaselineP99Ms: round1(baselineP99),
+      legitimateUnderAttackCalls: underAttack.length,
+      legitimateUnderAttackP50Ms: round1(median(underAttack)),
+      legitimateP99MsUnderAttack: round1(attackP99),
+      legitimateP99BoundMs: round1(legitBoundMs),
+      legitimateP99Ratio: round1(attackP99 / baselineP99),
+      // The node's own worst event-loop delay per window (prom-client, 10 ms resolution): what a
+      // handler-start storm costs every client, separate from the load of the machine.
+      nodeLoopMaxMsQuiet: Math.max(...quietLoopMaxMs),
+      nodeLoopMaxMsUnderAttack: Math.max(...results.map((r) => r.nodeLoopMaxMs)),
+      rssBeforeBytes: rssBefore,
+      rssMaxBytes: rssMax,
+      rssGrowthBytes: rssGrowth,
+      crashes: 0,
+    };
+    ctx.record({ passed: v.list.length === 0, figures, violations: v.list, notes: [`Legitimate p99 under attack (all attack windows) <= max(${LEGIT_P99_FACTOR} x p99 of the interleaved quiet windows, ${LEGIT_P99_FLOOR_MS} ms) is asserted; each window's p99 (its slowest call or so) is reported.`] });
     ctx.log(JSON.stringify(figures));
     expect(await child.kill("SIGTERM")).toBe(0);
   } finally {
