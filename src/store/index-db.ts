@@ -4,13 +4,17 @@
  * Owns every index mutation and its atomicity: an artifact row, its secondary keys, its feed
  * entry and the counters always change in one transaction.
  *
- * Commits are group-committed here, not by lmdb-js's async transaction callbacks (those never run
- * on this platform: verified with lmdb 3.5.6, the callback is queued and never invoked). Every
- * commit request made in one event-loop turn is run, in order, inside one `transactionSync` on the
- * next `setImmediate`. With `overlappingSync: false` (and noSync/noMetaSync off), LMDB's commit
- * fdatasyncs the data file and writes the meta page through an O_DSYNC descriptor before
- * `transactionSync` returns, so a resolved commit is durable. The cost is one fdatasync on the
- * main thread per batch (~0.2 ms on this VM), shared by everything in the batch.
+ * Commits are group-committed through lmdb-js's asynchronous `transaction()`: every request
+ * queued while no transaction is waiting to start runs, in order, inside ONE write transaction
+ * that lmdb's write thread opens; the callback runs on the main thread (sub-millisecond: the row
+ * writes), and the commit with its fdatasync and O_DSYNC meta-page write runs on lmdb's write
+ * thread, so the event loop never waits for the disk. Requests made while a commit syncs wait
+ * for the next transaction, so batches grow with the disk's latency. With `overlappingSync:
+ * false` (noSync/noMetaSync off) the transaction's promise resolves only after the commit is
+ * durable, and readers see a commit only once its meta page is written, i.e. once it is durable.
+ * (A previous note here said these callbacks never run with lmdb 3.5.6: that happens only when
+ * `lmdb/index.js` is imported directly, which skips `node-index.js` and its
+ * `enableThreadSafeCalls()`; through the package's "node" export they run.)
  */
 import { statfsSync } from "node:fs";
 import { open, type Database, type RootDatabase } from "lmdb";
@@ -161,6 +165,23 @@ function commitFailure(error: unknown, dir: string): StoreIoError | NoSpaceError
     return new NoSpaceError(`no space left for the index (${free} bytes free; LMDB said: ${String(e?.message)}); the change was not stored`, { cause: error });
   }
   return new StoreIoError("index commit failed; the change was not stored", { cause: error });
+}
+
+/** The cause of a failed async commit: lmdb-js hides it behind `commitError`. */
+async function commitCause(error: unknown): Promise<unknown> {
+  const inner = (error as { commitError?: unknown } | undefined)?.commitError;
+  if (inner && typeof (inner as Promise<unknown>).then === "function") {
+    // lmdb-js rejects it in the same callback that failed the commit, so it has settled before
+    // the next macrotask; if it has not, the generic error is all there is.
+    const pending = Symbol("pending");
+    try {
+      const value = await Promise.race([inner as Promise<unknown>, new Promise((resolve) => setImmediate(() => resolve(pending)))]);
+      if (value === pending) return error;
+    } catch (cause) {
+      return cause;
+    }
+  }
+  return error;
 }
 
 interface Pending {
@@ -349,7 +370,11 @@ export class IndexDb {
   readonly #db: Dbs;
   readonly #feedMaxEntries: number;
   #queue: Pending[] = [];
+  /** A transaction() was requested whose callback has not taken the queue yet. */
   #scheduled = false;
+  /** Transactions requested and not settled (committed or failed). */
+  #inTransaction = 0;
+  readonly #idleWaiters: Array<() => void> = [];
   #counters: IndexCounters;
   #closed = false;
   /** Called after every successful commit (the store notifies feed waiters from here). */
@@ -368,13 +393,17 @@ export class IndexDb {
     const root = open({
       path: dir,
       maxDbs: 16,
-      // Durability: commits go through transactionSync (see the header); these make its return
-      // mean "on disk". They are lmdb-js's defaults except overlappingSync, which defaults to true
-      // on Linux and would let async writes resolve before their flush.
+      // Durability: a resolved transaction() (and a returned transactionSync) means "on disk".
+      // These are lmdb-js's defaults except overlappingSync, which defaults to true on Linux and
+      // would resolve commits (and show them to readers) before their flush.
       overlappingSync: false,
       noSync: false,
       noMetaSync: false,
       useWritemap: false,
+      // Event-turn batching starts each batch with an instruction whose promise nobody awaits:
+      // a failed commit (full disk) rejects it and crashes the process with an unhandled
+      // rejection. The requests are batched here instead (one transaction() at a time).
+      eventTurnBatching: false,
     });
     const db: Dbs = {
       root,
@@ -470,7 +499,7 @@ export class IndexDb {
       this.#queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
-        setImmediate(() => this.#flush());
+        this.#startTransaction();
       }
     });
   }
@@ -486,44 +515,77 @@ export class IndexDb {
     }
   }
 
-  #flush(): void {
-    this.#scheduled = false;
-    const batch = this.#queue;
-    this.#queue = [];
-    if (batch.length === 0) return;
+  /**
+   * Asks lmdb's write thread for one transaction. Its callback takes every request queued by
+   * then; requests queued after it ran start the next transaction (lmdb runs it once this one
+   * has committed), so at most one transaction waits to start at any time.
+   */
+  #startTransaction(): void {
+    let batch: Pending[] = [];
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-    try {
-      this.#db.root.transactionSync(() => {
-        const tx = new IndexTx(this.#db, this.#feedMaxEntries);
-        // Request functions validate before they write, so one that throws leaves no partial
-        // change in the shared transaction.
-        for (const item of batch) {
-          try {
-            outcomes.push({ ok: true, value: item.fn(tx) });
-          } catch (error) {
-            outcomes.push({ ok: false, error });
-          }
+    let counters: IndexCounters | undefined;
+    this.#inTransaction++;
+    let ran = false;
+    const committed = this.#db.root.transaction(() => {
+      ran = true;
+      this.#scheduled = false;
+      batch = this.#queue;
+      this.#queue = [];
+      const tx = new IndexTx(this.#db, this.#feedMaxEntries);
+      // Request functions validate before they write, so one that throws leaves no partial
+      // change in the shared transaction.
+      for (const item of batch) {
+        try {
+          outcomes.push({ ok: true, value: item.fn(tx) });
+        } catch (error) {
+          outcomes.push({ ok: false, error });
         }
-      });
-    } catch (error) {
-      const failure = commitFailure(error, this.#dir);
-      for (const item of batch) item.reject(failure);
-      return;
-    }
-    this.#counters = this.#readCounters();
-    batch.forEach((item, i) => {
-      const outcome = outcomes[i];
-      if (outcome?.ok) item.resolve(outcome.value);
-      else item.reject(outcome?.error);
+      }
+      // Read inside the transaction (its own writes); published only once it is durable.
+      counters = this.#readCounters();
     });
-    this.onCommitted(this.#counters);
+    committed.then(
+      () => {
+        this.#inTransaction--;
+        if (counters) this.#counters = counters;
+        batch.forEach((item, i) => {
+          const outcome = outcomes[i];
+          if (outcome?.ok) item.resolve(outcome.value);
+          else item.reject(outcome?.error);
+        });
+        if (batch.length > 0) this.onCommitted(this.#counters);
+        this.#settled();
+      },
+      (error: unknown) => {
+        this.#inTransaction--;
+        // lmdb-js rejects with a generic "Commit failed" whose `commitError` promise carries
+        // the cause (errno, message); a request that never ran is failed with the same cause.
+        void commitCause(error).then((cause) => {
+          const failure = commitFailure(cause, this.#dir);
+          if (!ran) {
+            // The callback never ran: the queued requests were waiting for it.
+            this.#scheduled = false;
+            batch = this.#queue;
+            this.#queue = [];
+          }
+          for (const item of batch) item.reject(failure);
+          this.#settled();
+        });
+      },
+    );
+  }
+
+  #settled(): void {
+    if (this.#inTransaction === 0 && !this.#scheduled) {
+      for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    }
   }
 
   /** Waits for queued commits, then closes the environment. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    while (this.#queue.length > 0 || this.#scheduled) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.#queue.length > 0 || this.#scheduled || this.#inTransaction > 0) {
+      await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
     }
     this.#closed = true;
     await this.#db.root.close();
