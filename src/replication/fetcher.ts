@@ -5,6 +5,18 @@
  * passes the shared bandwidth limiter, is claimed node-wide (single-flight) so two peers
  * never both send it, and is verified by the store (digest, size) before it is indexed.
  *
+ * Memory: a large body's stream is opened only while it holds a node-wide body slot (one per
+ * store writer lane, body-slots.ts), so large bodies received but not yet taken by the store
+ * never outnumber the slots; small ones are read whole within their staging reservation.
+ *
+ * Resume: a large body whose stream fails after some of its bytes were handed to the store is
+ * asked for again from that offset (ReadBodies serves offsets), on a new stream, while the
+ * store's write of it stays open: the bytes already written stay in the lane's segment, the
+ * store keeps hashing what follows, and verifies size and digest over the whole body before
+ * the index commit — so a resumed body is applied whole and right, or not at all. A cut at
+ * byte 0, a peer that ends a body short with OK (a protocol violation), or
+ * MAX_RESUME_FAILURES failed attempts in a row fail the body as before (the pass retries it).
+ *
  * Failure classes (the bootstrap's clean-pass rule depends on them):
  *  - a body failure (stream cut, idle timeout, digest/size mismatch, protocol error) is
  *    counted and the caller's pass continues;
@@ -17,6 +29,7 @@ import type { ApplyOutcome, Manifest, Store } from "../store/types.js";
 import type { PeerClient } from "../transport/peer-client.js";
 import { kindToWireNumber } from "./wire.js";
 import type { BandwidthLimiter } from "./bandwidth-limiter.js";
+import type { BodySlots } from "./body-slots.js";
 import type { SingleFlight } from "./single-flight.js";
 import type { StagingBudget } from "./staging-budget.js";
 import { ATTR, SPAN } from "../telemetry/names.js";
@@ -27,6 +40,19 @@ export const LARGE_BODY_BYTES = 1 << 20;
 /** Bounds of one batch of small bodies. */
 export const BATCH_MAX_ITEMS = 256;
 export const BATCH_MAX_BYTES = 4 << 20;
+/**
+ * Staging reserved by a large body: what its stream can hold in memory (the 32 MiB default
+ * peer window plus grpc-js's queue of 16 one-MiB messages), not its size — its bytes go to a
+ * store lane as they arrive. Reserving the size made a 1 GiB body wait for an empty budget
+ * and then run alone (the budget is FIFO), one stream for the whole 1 GiB.
+ */
+export const LARGE_BODY_STAGING_BYTES = 48 << 20;
+/** Resume attempts of one body that may fail in a row (no byte in between) before it fails. */
+export const MAX_RESUME_FAILURES = 4;
+/** Resumes of one body in all; bounds a link that cuts every stream after a few bytes. */
+export const MAX_RESUMES_PER_BODY = 64;
+/** Wait before the n-th consecutive resume attempt (a reset connection needs a moment to redial). */
+export const RESUME_DELAYS_MS: readonly number[] = [0, 250, 1000, 3000];
 
 /** The stream delivering a body failed (network, idle timeout, protocol). */
 export class BodyStreamError extends Error {
@@ -53,6 +79,8 @@ export interface FetchProgress {
   onMissing(m: Manifest, reason: string): void;
   /** Already here (pre-check or the store's idempotent apply): nothing fetched or written. */
   onSkipped?(m: Manifest): void;
+  /** A large body's stream failed at `offset` (> 0) and a new stream resumed it there. */
+  onResumed?(m: Manifest, offset: number, cause: unknown): void;
 }
 
 export interface FetchContext {
@@ -61,6 +89,8 @@ export interface FetchContext {
   /** Streams to this peer (p-limit 16). */
   readonly streams: LimitFunction;
   readonly staging: StagingBudget;
+  /** Node-wide: large-body streams open at once (one per store writer lane). */
+  readonly bodySlots: BodySlots;
   readonly bandwidth: BandwidthLimiter;
   readonly flights: SingleFlight<ApplyOutcome | "missing">;
   readonly signal: AbortSignal;
@@ -147,14 +177,14 @@ export function planTasks<T extends { manifest: Manifest }>(items: readonly T[])
  * `parent` — the page that asked for the bodies; passed explicitly because p-limit runs the
  * task from whichever task finished before it.
  */
-async function runTracedTask(ctx: FetchContext, items: readonly Item[], parent: Context): Promise<void> {
+async function runTracedTask(ctx: FetchContext, items: readonly Item[], parent: Context, slot: (() => void) | undefined): Promise<void> {
   const bytes = items.reduce((n, it) => n + it.manifest.size, 0);
   const { span, ctx: spanCtx } = startSpan(SPAN.bodyFetch, {
     parent,
     attributes: { [ATTR.peerAddress]: ctx.client.address, [ATTR.bodies]: items.length, [ATTR.bytes]: bytes },
   });
   try {
-    await withContext(spanCtx, () => runTask(ctx, items, bytes));
+    await withContext(spanCtx, () => runTask(ctx, items, bytes, slot));
   } catch (e) {
     span.setAttribute(ATTR.outcome, "aborted");
     endSpan(span, e);
@@ -179,9 +209,10 @@ async function runTracedTask(ctx: FetchContext, items: readonly Item[], parent: 
 }
 
 /** Runs one ReadBodies stream for `items` and applies each body as it arrives. */
-async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number): Promise<void> {
+async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number, slot: (() => void) | undefined): Promise<void> {
   const waitStart = performance.now();
-  const release = await ctx.staging.reserve(bytes, ctx.signal);
+  const large = items.length === 1 && items[0]!.manifest.size >= LARGE_BODY_BYTES;
+  const release = await ctx.staging.reserve(large ? Math.min(bytes, LARGE_BODY_STAGING_BYTES) : bytes, ctx.signal);
   spanEvent("staging reserved", { [ATTR.bytes]: bytes, "granary.wait_ms": Math.round(performance.now() - waitStart) });
   // Small bodies are read whole (their bytes are already reserved) and applied without waiting
   // for each one's fsync and index commit before reading the next: the store group-commits
@@ -203,23 +234,53 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number)
       ),
     );
   };
+  const ref = (m: Manifest): { namespace: string; kind: number; key: string } => ({ namespace: m.namespace, kind: kindToWireNumber(m.kind), key: m.key });
+  const open = (bodies: Array<{ m: Manifest; offset: number }>): AsyncIterator<ReadBodiesResponse> =>
+    ctx.client.readBodies({ bodies: bodies.map((b) => ({ ref: ref(b.m), digest: b.m.digest, offset: BigInt(b.offset) })) }, ctx.signal)[Symbol.asyncIterator]();
   try {
-    const stream = ctx.client.readBodies(
-      {
-        bodies: items.map((it) => ({
-          ref: { namespace: it.manifest.namespace, kind: kindToWireNumber(it.manifest.kind), key: it.manifest.key },
-          digest: it.manifest.digest,
-          offset: 0n,
-        })),
-      },
-      ctx.signal,
-    );
-    const frames = stream[Symbol.asyncIterator]();
+    // The stream in use: replaced by a resumed one when a large body's stream fails.
+    let frames = open(items.map((it) => ({ m: it.manifest, offset: 0 })));
     const next = async (): Promise<IteratorResult<ReadBodiesResponse>> => {
       try {
         return await frames.next();
       } catch (e) {
         throw new BodyStreamError(`body stream from ${ctx.client.address} failed`, { cause: e });
+      }
+    };
+    /**
+     * The stream carrying `m` failed at `offset` (> 0): open a new one from there and check its
+     * header. Resolves once the new stream is in place; throws BodyStreamError when the body
+     * cannot be resumed (gone from the peer, a bad header, too many failures in a row).
+     */
+    let resumes = 0;
+    let failuresInARow = 0;
+    const resume = async (m: Manifest, offset: number, cause: unknown): Promise<void> => {
+      let last = cause;
+      for (;;) {
+        ctx.signal.throwIfAborted();
+        if (failuresInARow >= MAX_RESUME_FAILURES || resumes >= MAX_RESUMES_PER_BODY) {
+          throw new BodyStreamError(`body of ${m.key} cut at byte ${offset} of ${m.size}; ${resumes} resume(s), the last ${failuresInARow} failed`, { cause: last });
+        }
+        await sleep(RESUME_DELAYS_MS[Math.min(failuresInARow, RESUME_DELAYS_MS.length - 1)]!, ctx.signal);
+        resumes++;
+        frames = open([{ m, offset }]);
+        let r: IteratorResult<ReadBodiesResponse>;
+        try {
+          r = await next();
+        } catch (e) {
+          if (ctx.signal.aborted) throw e;
+          failuresInARow++;
+          last = e;
+          continue;
+        }
+        const f = r.done ? undefined : r.value.frame;
+        if (f?.case === "missing") throw new BodyStreamError(`body of ${m.key} cut at byte ${offset} of ${m.size}; the peer no longer has it (${f.value.reason})`, { cause });
+        if (f?.case !== "header" || f.value.index !== 0 || f.value.offset !== BigInt(offset) || f.value.length !== BigInt(m.size - offset) || f.value.manifest?.digest !== m.digest) {
+          throw new BodyStreamError(`peer's header resuming ${m.key} at byte ${offset} does not match what was asked for`, { cause });
+        }
+        ctx.progress.onResumed?.(m, offset, cause);
+        spanEvent("body resumed", { [ATTR.key]: m.key, "granary.offset": offset });
+        return;
       }
     };
     for (;;) {
@@ -242,24 +303,35 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number)
         throw new BodyStreamError(`peer's body header for ${it.manifest.key} does not match the manifest asked for`);
       }
       let remaining = it.manifest.size;
+      // Only a large body, alone on its stream, is resumed: its bytes go to the store as they
+      // come, and nothing else is on the stream to lose track of.
+      const resumable = large;
       async function* body(): AsyncGenerator<Uint8Array> {
         while (remaining > 0) {
           let c: IteratorResult<ReadBodiesResponse>;
+          const at = it!.manifest.size - remaining;
           try {
             c = await next();
           } catch (e) {
-            // Where the body was cut, for the log (the pass retries it from the start).
-            throw new BodyStreamError(`body of ${it!.manifest.key} cut at byte ${it!.manifest.size - remaining} of ${it!.manifest.size}`, { cause: e });
+            if (!resumable || at === 0 || ctx.signal.aborted) {
+              // Where the body was cut, for the log (the pass retries it from the start).
+              throw new BodyStreamError(`body of ${it!.manifest.key} cut at byte ${at} of ${it!.manifest.size}`, { cause: e });
+            }
+            await resume(it!.manifest, at, e);
+            continue;
           }
-          if (c.done) throw new BodyStreamError(`stream ended OK at byte ${it!.manifest.size - remaining} of ${it!.manifest.size} of ${it!.manifest.key}`);
+          if (c.done) throw new BodyStreamError(`stream ended OK at byte ${at} of ${it!.manifest.size} of ${it!.manifest.key}`);
           const cf = c.value.frame;
           if (cf.case !== "chunk") throw new BodyStreamError(`peer sent ${cf.case ?? "an empty frame"} inside a body`);
           if (cf.value.length > remaining) throw new BodyStreamError(`peer sent more bytes than declared for ${it!.manifest.key}`);
           remaining -= cf.value.length;
+          if (cf.value.length > 0) failuresInARow = 0;
           await ctx.bandwidth.take(cf.value.length, ctx.signal);
           ctx.progress.onBytes(cf.value.length);
           yield cf.value;
         }
+        // The store has taken the last byte: the next large body may open its stream.
+        slot?.();
       }
       if (it.manifest.size < LARGE_BODY_BYTES) {
         const parts: Uint8Array[] = [];
@@ -280,14 +352,11 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number)
       try {
         // A span per large body; small ones are counted on the body_fetch span (a pass over a
         // million small artifacts must not make a million spans).
-        outcome =
-          it.manifest.size >= LARGE_BODY_BYTES
-            ? await withSpan(SPAN.storeApply, { attributes: { [ATTR.namespace]: it.manifest.namespace, [ATTR.key]: it.manifest.key, [ATTR.bytes]: it.manifest.size } }, async (span) => {
-                const o = await ctx.store.apply(it.manifest, body(), ctx.signal);
-                span.setAttribute(ATTR.outcome, o);
-                return o;
-              })
-            : await ctx.store.apply(it.manifest, body(), ctx.signal);
+        outcome = await withSpan(SPAN.storeApply, { attributes: { [ATTR.namespace]: it.manifest.namespace, [ATTR.key]: it.manifest.key, [ATTR.bytes]: it.manifest.size } }, async (span) => {
+          const o = await ctx.store.apply(it.manifest, body(), ctx.signal);
+          span.setAttribute(ATTR.outcome, o);
+          return o;
+        });
       } catch (e) {
         if (e instanceof BodyStreamError) throw e;
         if (!isBodyFailure(e)) throw new StoreApplyError(`applying ${it.manifest.key} failed`, { cause: e });
@@ -312,8 +381,24 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number)
     for (const it of items) if (!it.done.settled) it.done.reject(e);
     if (e instanceof StoreApplyError) throw e;
   } finally {
+    slot?.();
     release();
   }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 /**
@@ -360,12 +445,22 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
     waits.push(settle(m, claim.promise, claim.leader));
   }
   const parent = activeContext();
-  const tasks = planTasks(mine).map((items) =>
-    ctx.streams(() => runTracedTask(ctx, items, parent)).catch((e: unknown) => {
+  const run = (items: Item[], slot?: () => void): Promise<void> =>
+    ctx.streams(() => runTracedTask(ctx, items, parent, slot)).catch((e: unknown) => {
       storeFailure ??= e;
       for (const it of items) if (!it.done.settled) it.done.reject(e);
-    }),
-  );
+    });
+  const tasks = planTasks(mine).map((items) => {
+    if (items.length !== 1 || items[0]!.manifest.size < LARGE_BODY_BYTES) return run(items);
+    // A large body waits for a body slot before it queues for a stream, so it never holds a
+    // stream of the link while small batches could use it.
+    return ctx.bodySlots.acquire(ctx.signal).then(
+      (slot) => run(items, slot).finally(slot),
+      (e: unknown) => {
+        for (const it of items) if (!it.done.settled) it.done.reject(e);
+      },
+    );
+  });
   await Promise.all([...tasks, ...waits]);
   if (storeFailure) throw storeFailure instanceof StoreApplyError ? storeFailure : new StoreApplyError("apply failed", { cause: storeFailure });
   return result;

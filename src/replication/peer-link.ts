@@ -18,6 +18,7 @@ import { causeChain } from "../util/cause-chain.js";
 import { ATTR, SPAN } from "../telemetry/names.js";
 import { activeContext, endSpan, linkTo, startSpan, withContext } from "../telemetry/spans.js";
 import type { BandwidthLimiter } from "./bandwidth-limiter.js";
+import type { BodySlots } from "./body-slots.js";
 import { fetchBodies, type FetchContext, type FetchProgress, StoreApplyError } from "./fetcher.js";
 import { backoffDelayMs, type RetryPolicy } from "./retry-policy.js";
 import type { SingleFlight } from "./single-flight.js";
@@ -56,6 +57,8 @@ export interface PeerLinkDeps {
   readonly client: PeerClient;
   readonly self: { readonly nodeId: string; readonly incarnation: string; readonly advertiseAddress: string };
   readonly staging: StagingBudget;
+  /** Node-wide large-body stream slots (one per store writer lane). */
+  readonly bodySlots: BodySlots;
   readonly bandwidth: BandwidthLimiter;
   readonly flights: SingleFlight<ApplyOutcome | "missing">;
   readonly log: Logger;
@@ -88,6 +91,10 @@ export interface PeerLinkStats {
   bytesFetched: number;
   artifactsFetched: number;
   failedCount: number;
+  /** Large bodies whose stream failed mid-body and were resumed at the offset reached. */
+  resumedCount: number;
+  /** Bytes not fetched again thanks to those resumes (the offsets resumed at). */
+  resumedBytes: number;
   lastError: string;
   lastContactMs: number;
   /** Last time a stream from this peer delivered anything (bytes, a page, a heartbeat). */
@@ -141,6 +148,8 @@ export class PeerLink {
     bytesFetched: 0,
     artifactsFetched: 0,
     failedCount: 0,
+    resumedCount: 0,
+    resumedBytes: 0,
     lastError: "",
     lastContactMs: 0,
     lastProgressMs: 0,
@@ -315,12 +324,23 @@ export class PeerLink {
         log.debug({ event: "replication.body_missing", peer: address, key: m.key, reason }, "peer no longer has a body (stale manifest): skipped");
       },
       onSkipped: (m) => count("skipped", m),
+      onResumed: (m, offset, cause) => {
+        stats.resumedCount++;
+        stats.resumedBytes += offset;
+        // An error the link recovered from is still the last error it saw (status, chaos oracles).
+        stats.lastError = causeChain(cause);
+        log.info(
+          { event: "replication.body_resumed", peer: address, key: m.key, namespace: m.namespace, size: m.size, offset, ...errFields(cause) },
+          `body ${m.key} from ${address} cut at byte ${offset} of ${m.size}: resumed there`,
+        );
+      },
     };
     return {
       store: this.deps.store,
       client: this.deps.client,
       streams: this.streams,
       staging: this.deps.staging,
+      bodySlots: this.deps.bodySlots,
       bandwidth: this.deps.bandwidth,
       flights: this.deps.flights,
       signal,

@@ -15,7 +15,9 @@ import type { HelloResponse } from "../gen/granary/replication/v1/replication_pb
 import type { ApplyOutcome, Store } from "../store/types.js";
 import { errFields, type Logger } from "../telemetry/logger.js";
 import type { PeerClientFactory } from "../transport/peer-client.js";
+import { DEFAULT_LANES } from "../store/options.js";
 import { BandwidthLimiter } from "./bandwidth-limiter.js";
+import { BodySlots } from "./body-slots.js";
 import { DEFAULT_PEER_LINK_OPTIONS, PeerLink, type PeerLinkOptions } from "./peer-link.js";
 import { SingleFlight } from "./single-flight.js";
 import { StagingBudget } from "./staging-budget.js";
@@ -30,6 +32,11 @@ export interface ReplicatorOptions {
   readonly peers: readonly string[];
   readonly stagingBudgetBytes: number;
   readonly bandwidthBytesPerSecond: number;
+  /**
+   * Large-body streams open at once, node-wide (body-slots.ts). Default: the store's writer
+   * lanes (DEFAULT_LANES): more would only queue bodies in memory waiting for a lane.
+   */
+  readonly bodySlots?: number;
   /** A learned peer unreachable for longer than this is dropped. Default 1 hour. */
   readonly peerDropAfterMs?: number;
   readonly linkOptions?: Partial<PeerLinkOptions>;
@@ -52,6 +59,7 @@ interface LinkEntry {
 
 export class Replicator {
   readonly staging: StagingBudget;
+  readonly bodySlots: BodySlots;
   readonly bandwidth: BandwidthLimiter;
   readonly flights = new SingleFlight<ApplyOutcome | "missing">();
   private readonly links = new Map<string, LinkEntry>();
@@ -85,6 +93,7 @@ export class Replicator {
         opts.log.info({ event: "replication.staging_relieved", budgetBytes: p.budgetBytes, waitedMs: p.waitedMs }, `staging budget has room again after ${p.waitedMs} ms of waiting`);
       }
     });
+    this.bodySlots = new BodySlots(opts.bodySlots ?? DEFAULT_LANES);
     this.bandwidth = new BandwidthLimiter(opts.bandwidthBytesPerSecond);
     this.linkOptions = { ...DEFAULT_PEER_LINK_OPTIONS, ...opts.linkOptions };
   }
@@ -134,6 +143,7 @@ export class Replicator {
       client,
       self: { nodeId: this.opts.store.nodeId, incarnation: this.opts.store.incarnation, advertiseAddress: this.opts.advertiseAddress },
       staging: this.staging,
+      bodySlots: this.bodySlots,
       bandwidth: this.bandwidth,
       flights: this.flights,
       log: this.opts.log,
