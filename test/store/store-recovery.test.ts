@@ -215,10 +215,7 @@ describe("store recovery and integrity", () => {
     await handle.write(Buffer.from([(body[5000] ?? 0) ^ 0x01]), 0, 1, 32 + 5000);
     await handle.close();
 
-    // Range reads check coverage only: the flipped byte comes through.
-    const range = await collect(store.read(manifest, { offset: 4000, length: 2000 }).chunks);
-    expect(range.equals(body.subarray(4000, 6000))).toBe(false);
-
+    // (Range reads of a damaged record also fail since abf4418: test/api/integrity.test.ts.)
     let received = 0;
     const err = await (async () => {
       for await (const c of store.read(manifest, { chunkBytes: 4096 }).chunks) received += c.length;
