@@ -237,12 +237,13 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number,
   const ref = (m: Manifest): { namespace: string; kind: number; key: string } => ({ namespace: m.namespace, kind: kindToWireNumber(m.kind), key: m.key });
   const open = (bodies: Array<{ m: Manifest; offset: number }>): AsyncIterator<ReadBodiesResponse> =>
     ctx.client.readBodies({ bodies: bodies.map((b) => ({ ref: ref(b.m), digest: b.m.digest, offset: BigInt(b.offset) })) }, ctx.signal)[Symbol.asyncIterator]();
+  // The stream in use: replaced by a resumed one when a large body's stream fails.
+  let frames: AsyncIterator<ReadBodiesResponse> | undefined;
   try {
-    // The stream in use: replaced by a resumed one when a large body's stream fails.
-    let frames = open(items.map((it) => ({ m: it.manifest, offset: 0 })));
+    frames = open(items.map((it) => ({ m: it.manifest, offset: 0 })));
     const next = async (): Promise<IteratorResult<ReadBodiesResponse>> => {
       try {
-        return await frames.next();
+        return await frames!.next();
       } catch (e) {
         throw new BodyStreamError(`body stream from ${ctx.client.address} failed`, { cause: e });
       }
@@ -381,6 +382,9 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number,
     for (const it of items) if (!it.done.settled) it.done.reject(e);
     if (e instanceof StoreApplyError) throw e;
   } finally {
+    // A stream left mid-body (a body the store skipped, a failure) is cancelled now, not when
+    // the iterator is collected; one that ended or failed is already closed.
+    void frames?.return?.().catch(() => undefined);
     slot?.();
     release();
   }
