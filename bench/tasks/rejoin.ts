@@ -24,7 +24,7 @@
  * exactly (store.waitForFeed) and its link state is read directly.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -96,7 +96,7 @@ export function rejoinParamsHelp(): string {
 
 /** Artifacts of a block share one keystream (cheap to make, bodies never overlap). */
 const BLOCK = 4096;
-const CACHE_FORMAT = 1;
+const CACHE_FORMAT = 2;
 export const NODE_A = "rejoin-a";
 export const NODE_B = "rejoin-b";
 
@@ -312,7 +312,7 @@ export interface RejoinCache {
   readonly aIncarnation: string;
   readonly bPeerPort: number;
   readonly fillSeconds: number;
-  readonly buildBSeconds: number;
+  /** B's bootstrap from A and both links at the other's head (B built by real replication). */
   readonly linkSeconds: number;
   readonly bytes: number;
   readonly diskBytes: number;
@@ -322,7 +322,8 @@ export interface RejoinCache {
 interface SeedProgress {
   fillBlocks: number;
   fillSeconds: number;
-  buildBSeconds?: number;
+  /** Sum over the calls that worked on B's bootstrap. */
+  bootstrapSeconds?: number;
   linkSeconds?: number;
   bPeerPort?: number;
 }
@@ -396,23 +397,12 @@ export async function rejoinSeed(input: RejoinSeedInput, ctx: TaskContext): Prom
     if (progress.fillBlocks < blocks) return { complete: 0, cacheUsed: 0, filled: progress.fillBlocks * BLOCK };
   }
 
-  // 2. B: A's segment files under B's own identity; the store rebuilds its index from them.
-  if (progress.buildBSeconds === undefined) {
-    const t0 = performance.now();
-    const bDir = join(dir, "b");
-    rmSync(bDir, { recursive: true, force: true });
-    mkdirSync(join(bDir, "segments"), { recursive: true });
-    for (const f of readdirSync(join(dir, "a", "segments"))) copyFileSync(join(dir, "a", "segments", f), join(bDir, "segments", f));
-    const store = await openStore({ dataDir: bDir, nodeId: NODE_B });
-    const held = store.usage().artifactCount;
-    await store.close();
-    if (held !== input.artifacts) throw new Error(`B rebuilt from A's segments holds ${held} artifacts, expected ${input.artifacts}`);
-    progress.buildBSeconds = (performance.now() - t0) / 1000;
-    save();
-    ctx.log(`B built from A's segments in ${progress.buildBSeconds.toFixed(1)} s`);
-  }
-
-  // 3. Link: both nodes up, each follows the other to its head (bootstrap walks skip every body).
+  // 2. B bootstraps from A for real (a fresh node, peers = [A]); A learns B and walks B's
+  //    manifests in turn (every body present: skipped). Resumable: the walk cursors persist.
+  //    (B is not built from a copy of A's segments: the store's index rebuild commits a whole
+  //    segment per transaction, which leaves LMDB a free list of ~10^5 pages that every later
+  //    commit re-merges — B's first 1,000 writes then took 14 s instead of 1.2 s. See
+  //    docs/PERFORMANCE.md §9.)
   if (progress.linkSeconds === undefined) {
     progress.bPeerPort = await freePort(progress.bPeerPort ?? 0);
     save();
@@ -421,18 +411,25 @@ export async function rejoinSeed(input: RejoinSeedInput, ctx: TaskContext): Prom
     const a = await startGranaryChild(aArgs(join(dir, "a"), input.ca, input.a, [bAddress]), join(ctx.logDir, `e-seed-${NODE_A}-${input.artifacts}-${process.pid}.log`), ctx.signal);
     let b: GranaryNode | undefined;
     const conn = connectPublic({ server: `http://${a.publicAddress}` });
+    let lastLog = performance.now();
     try {
       b = await startB(join(dir, "b"), input.ca, input.b, progress.bPeerPort, a.peerAddress!, newCalls());
       const node = b;
       const status = conn.client(NodeService);
       const budget = Math.max(10_000, stopAt - performance.now());
       await until(
-        "A and B following each other at the other's head",
+        "B holding A's artifacts, A and B following each other at the other's head",
         async () => {
           const sa = (await status.getStatus({})).status!;
           const linkA = node.replication?.allLinks().find((l) => l.stats.nodeId === NODE_A);
           const aOnB = sa.peers.find((p) => p.nodeId === NODE_B);
+          const held = node.store.usage().artifactCount;
+          if (performance.now() - lastLog > 30_000) {
+            lastLog = performance.now();
+            ctx.log(`B bootstrapping from A: ${held}/${input.artifacts} held, link ${linkA?.stats.phase ?? "-"}; A on B: ${aOnB ? PeerPhase[aOnB.phase] : "-"}`);
+          }
           return (
+            held === input.artifacts &&
             linkA?.stats.phase === "following" &&
             linkA.stats.cursorSeq >= Number(sa.feedHead) &&
             aOnB?.phase === PeerPhase.FOLLOWING &&
@@ -444,22 +441,24 @@ export async function rejoinSeed(input: RejoinSeedInput, ctx: TaskContext): Prom
       ).catch((e: unknown) => {
         if (performance.now() < stopAt) throw e;
       });
-      const linked = node.replication?.allLinks().find((l) => l.stats.nodeId === NODE_A)?.stats.phase === "following";
+      const linked = node.replication?.allLinks().find((l) => l.stats.nodeId === NODE_A)?.stats.phase === "following" && node.store.usage().artifactCount === input.artifacts;
+      progress.bootstrapSeconds = (progress.bootstrapSeconds ?? 0) + (performance.now() - t0) / 1000;
+      save();
       if (!linked || performance.now() >= stopAt) {
-        ctx.log("link not finished within this process's budget; resuming in the next call");
-        return { complete: 0, cacheUsed: 0, filled: input.artifacts };
+        ctx.log("B's bootstrap not finished within this process's budget; resuming in the next call");
+        return { complete: 0, cacheUsed: 0, filled: input.artifacts, bHeld: node.store.usage().artifactCount };
       }
-      progress.linkSeconds = (performance.now() - t0) / 1000;
+      progress.linkSeconds = progress.bootstrapSeconds;
     } finally {
       conn.close();
       await b?.close();
       await a.stop();
     }
     save();
-    ctx.log(`A and B linked in ${progress.linkSeconds.toFixed(1)} s`);
+    ctx.log(`B bootstrapped from A and both linked in ${progress.linkSeconds.toFixed(1)} s`);
   }
 
-  // 4. Check what a round relies on, from the stopped data dirs.
+  // 3. Check what a round relies on, from the stopped data dirs.
   const sa = await openStore({ dataDir: join(dir, "a") });
   const aHead = sa.feedHead();
   const aIncarnation = sa.incarnation;
@@ -486,7 +485,6 @@ export async function rejoinSeed(input: RejoinSeedInput, ctx: TaskContext): Prom
     aIncarnation,
     bPeerPort: progress.bPeerPort!,
     fillSeconds: progress.fillSeconds,
-    buildBSeconds: progress.buildBSeconds,
     linkSeconds: progress.linkSeconds,
     bytes: total,
     diskBytes: dirBytes(dir),
@@ -508,7 +506,6 @@ function summary(c: RejoinCache): Record<string, number | string> {
     aHead: c.aHead,
     fillSeconds: c.fillSeconds,
     fillArtifactsPerSecond: c.artifacts / c.fillSeconds,
-    buildBSeconds: c.buildBSeconds,
     linkSeconds: c.linkSeconds,
     seededAt: c.createdAt,
   };
