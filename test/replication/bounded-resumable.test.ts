@@ -8,6 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ReadBodiesResponse } from "../../src/gen/granary/replication/v1/replication_pb.js";
 import type { GranaryNode } from "../../src/node/granary-node.js";
@@ -100,6 +101,42 @@ async function watchedFactory(
       }),
     };
   };
+}
+
+/** A TCP pass-through on 127.0.0.1 whose connections can be reset (RST) at once: a killed link. */
+async function resettableProxy(): Promise<{ port: number; target: number; resetAll(): number; close(): Promise<void> }> {
+  const pairs = new Set<[Socket, Socket]>();
+  const server = createServer((client) => {
+    const upstream = connect(proxy.target, "127.0.0.1");
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    const drop = (): void => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of pair) s.on("error", drop).on("close", drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const proxy = {
+    port: (server.address() as AddressInfo).port,
+    target: 0,
+    resetAll(): number {
+      const n = pairs.size;
+      for (const pair of [...pairs]) {
+        pairs.delete(pair);
+        for (const s of pair) if (!s.destroyed) s.resetAndDestroy();
+      }
+      return n;
+    },
+    close: (): Promise<void> => {
+      proxy.resetAll();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return proxy;
 }
 
 const sha256 = async (chunks: AsyncIterable<Uint8Array>): Promise<string> => {
@@ -217,6 +254,66 @@ describe("resumable bodies", () => {
     const id = { namespace: "resume", kind: "cas" as const, key: victim };
     expect(fresh.store.stat(id)?.size).toBe(size);
     expect(await sha256(fresh.store.read(id).chunks)).toBe(victim);
+  });
+
+  it("a large body whose connection is reset mid-way resumes at its offset on the redialled connection", async () => {
+    const fp = new Failpoints();
+    // The source advertises the proxy, so the receiver knows it by one address only (else
+    // membership takes the source's own address as a move and drops the proxied link).
+    const proxy = await resettableProxy();
+    const src = await node(uniq("rst-src"), [], { hooks: { failpoints: fp }, config: { advertiseAddress: `https://127.0.0.1:${proxy.port}` } });
+    proxy.target = src.peerListener!.address().port;
+    const conn = publicClient(src);
+    const size = 24 << 20;
+    let victim: string;
+    try {
+      victim = await putCas(conn, "rst", bytes(5000, size));
+    } finally {
+      conn.close();
+    }
+    // Receiver side: tell when 2 MiB of the victim have been handed over (so the reset finds
+    // bytes to resume from). Serving side: at byte 8 MiB, wait for that, then reset the link.
+    let got2MiB!: () => void;
+    const received = new Promise<void>((r) => (got2MiB = r));
+    let handed = 0;
+    const watch = {
+      open: 0,
+      peak: 0,
+      streams: 0,
+      mutate: (f: ReadBodiesResponse): ReadBodiesResponse => {
+        if (f.frame.case === "chunk" && (handed += f.frame.value.length) >= 2 << 20) got2MiB();
+        return f;
+      },
+    };
+    let resets = 0;
+    const reads: number[] = [];
+    fp.set("peer.read-bodies.body", (c) => {
+      if (c["key"] === victim) reads.push(Number(c["size"]));
+    });
+    fp.set("peer.read-bodies.chunk", async (c) => {
+      if (c["key"] !== victim || resets > 0 || Number(c["offset"]) < 8 << 20) return;
+      await received;
+      resets = proxy.resetAll();
+    });
+    const name = uniq("rst-fresh");
+    const fresh = await node(name, [], {
+      peers: [`https://127.0.0.1:${proxy.port}`],
+      hooks: { peerClientFactory: await watchedFactory(name, watch), replication: { retry: { initialMs: 10, maxMs: 50, multiplier: 2, jitter: 0 } } },
+    });
+    try {
+      await waitReady(fresh);
+      await waitForArtifacts(fresh, "rst", [victim]);
+    } finally {
+      await proxy.close();
+    }
+    expect(resets).toBeGreaterThanOrEqual(1);
+    expect(reads).toHaveLength(2);
+    const resumedFrom = size - reads[1]!;
+    expect(resumedFrom).toBeGreaterThanOrEqual(2 << 20);
+    const link = fresh.replication!.allLinks()[0]!;
+    expect(link.stats).toMatchObject({ resumedCount: 1, resumedBytes: resumedFrom, failedCount: 0, passes: 1 });
+    expect(link.stats.bytesFetched).toBe(size);
+    expect(await sha256(fresh.store.read({ namespace: "rst", kind: "cas", key: victim }).chunks)).toBe(victim);
   });
 
   it("a resumed body whose bytes are wrong is never applied; the pass fetches it again whole", async () => {
