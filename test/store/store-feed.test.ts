@@ -32,6 +32,35 @@ describe("change feed, listing and replicated apply", () => {
     return opened;
   }
 
+  it("group-commits concurrent puts: each ack is readable at once, with a unique, gap-free feed seq", async () => {
+    const { store } = await fresh();
+    const n = 300;
+    const waited: Array<Promise<void>> = [];
+    let woken = 0;
+    const waiter = (after: number): void => {
+      waited.push(store.waitForFeed(after, new AbortController().signal).then(() => void woken++));
+    };
+    waiter(0);
+    const acks = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        store.put({ namespace: "ns", kind: "cas", size: 100 + i }, once(bytes(`gc${i}`, 100 + i))).then((r) => {
+          // Synchronously after the ack: the index row and the feed head are visible.
+          expect(store.stat(r.manifest)).toEqual(r.manifest);
+          const head = store.feedHead();
+          expect(store.readFeed(head - 1, 1)).toHaveLength(1);
+          return r;
+        }),
+      ),
+    );
+    await Promise.all(waited);
+    expect(woken).toBe(1);
+    expect(acks.every((a) => !a.alreadyPresent)).toBe(true);
+    expect(store.feedHead()).toBe(n);
+    const feed = store.readFeed(0, n + 10);
+    expect(feed.map((e) => e.seq)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    expect(new Set(feed.map((e) => e.manifest.key))).toEqual(new Set(acks.map((a) => a.manifest.key)));
+  });
+
   it("lists every artifact exactly once, newest version first, across cursor pages", async () => {
     const { store } = await fresh();
     for (let i = 0; i < 40; i++) {
