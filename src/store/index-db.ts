@@ -219,12 +219,41 @@ export class IndexTx {
     this.#feedMaxEntries = feedMaxEntries;
   }
 
+  /**
+   * System values read or set in this transaction. Every change touches the same few counters
+   * (feedHead, liveBytes, artifactCount, hlc): they are written once per transaction by
+   * `finish()`, not once per change.
+   */
+  readonly #sys = new Map<string, unknown>();
+  readonly #sysDirty = new Set<string>();
+
   sys<T>(key: string): T | undefined {
-    return this.#db.sys.get(key) as T | undefined;
+    if (this.#sys.has(key)) return this.#sys.get(key) as T | undefined;
+    const value = this.#db.sys.get(key);
+    this.#sys.set(key, value);
+    return value as T | undefined;
   }
 
   setSys(key: string, value: unknown): void {
-    this.#db.sys.putSync(key, value);
+    this.#sys.set(key, value);
+    this.#sysDirty.add(key);
+  }
+
+  /** Writes the system values set in this transaction; call once, after the last change. */
+  finish(): void {
+    for (const key of this.#sysDirty) this.#db.sys.putSync(key, this.#sys.get(key));
+    this.#sysDirty.clear();
+  }
+
+  /** Counters as this transaction leaves them. */
+  counters(): IndexCounters {
+    return {
+      feedHead: this.sys<number>(SYS.feedHead) ?? 0,
+      feedFloor: this.sys<number>(SYS.feedFloor) ?? 0,
+      liveBytes: this.sys<number>(SYS.liveBytes) ?? 0,
+      artifactCount: this.sys<number>(SYS.artifactCount) ?? 0,
+      evictedCount: this.sys<number>(SYS.evictedCount) ?? 0,
+    };
   }
 
   #add(key: string, delta: number): void {
@@ -507,7 +536,12 @@ export class IndexDb {
   /** Runs `fn` in its own transaction now (open-time recovery, where nothing else is queued). */
   commitNow<T>(fn: (tx: IndexTx) => T): T {
     try {
-      const result = this.#db.root.transactionSync(() => fn(new IndexTx(this.#db, this.#feedMaxEntries)));
+      const result = this.#db.root.transactionSync(() => {
+        const tx = new IndexTx(this.#db, this.#feedMaxEntries);
+        const value = fn(tx);
+        tx.finish();
+        return value;
+      });
       this.#counters = this.#readCounters();
       return result;
     } catch (error) {
@@ -541,8 +575,9 @@ export class IndexDb {
           outcomes.push({ ok: false, error });
         }
       }
-      // Read inside the transaction (its own writes); published only once it is durable.
-      counters = this.#readCounters();
+      tx.finish();
+      // As the transaction leaves them; published only once it is durable.
+      counters = tx.counters();
     });
     committed.then(
       () => {
