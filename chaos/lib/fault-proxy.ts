@@ -10,21 +10,28 @@ export interface FaultProxy {
   setTarget(port: number): void;
   /** Resets the connection(s) carrying the next `bytes` bytes downstream (from now). */
   cutAfter(bytes: number): void;
+  /**
+   * Closes the connection carrying the next `bytes` bytes downstream with FIN on both sides,
+   * dropping what is still queued: what the kernel of a killed peer process sends when nothing
+   * was left unread (a kill with unread bytes is a reset: cutAfter).
+   */
+  closeAfter(bytes: number): void;
   /** Resets every open connection now. */
   cutAll(): number;
   /** Refuses (resets) new connections while true. */
   blackhole(on: boolean): void;
   /** connections: forwarded; refused: reset at accept while blackholed (each a dial attempt). */
-  readonly stats: { connections: number; refused: number; cuts: number; bytesDown: number };
+  readonly stats: { connections: number; refused: number; cuts: number; closes: number; bytesDown: number };
   close(): Promise<void>;
 }
 
 export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
   let target = targetPort;
   let cutAt: number | undefined;
+  let closeAt: number | undefined;
   let refuse = false;
   const pairs = new Set<[Socket, Socket]>();
-  const stats = { connections: 0, refused: 0, cuts: 0, bytesDown: 0 };
+  const stats = { connections: 0, refused: 0, cuts: 0, closes: 0, bytesDown: 0 };
   const reset = (pair: [Socket, Socket]): void => {
     if (!pairs.delete(pair)) return;
     stats.cuts++;
@@ -40,9 +47,10 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
     const upstream = connect(target, "127.0.0.1");
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
+    let finishing = false; // closed with FIN: let the client side end by itself
     const drop = (): void => {
       pairs.delete(pair);
-      client.destroy();
+      if (!finishing) client.destroy();
       upstream.destroy();
     };
     client.on("error", drop).on("close", drop);
@@ -53,6 +61,19 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
       if (cutAt !== undefined && stats.bytesDown >= cutAt) {
         cutAt = undefined;
         reset(pair);
+        return;
+      }
+      if (closeAt !== undefined && stats.bytesDown >= closeAt) {
+        closeAt = undefined;
+        if (pairs.delete(pair)) {
+          stats.closes++;
+          finishing = true;
+          client.unpipe(upstream);
+          client.on("data", () => {}); // read what the client still sends: unread bytes would turn close into RST
+          client.end();
+          client.setTimeout(10_000, () => client.destroy());
+          upstream.destroy();
+        }
         return;
       }
       if (!client.write(d)) {
@@ -66,6 +87,7 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
     port: (server.address() as AddressInfo).port,
     setTarget: (p) => (target = p),
     cutAfter: (bytes) => (cutAt = stats.bytesDown + bytes),
+    closeAfter: (bytes) => (closeAt = stats.bytesDown + bytes),
     cutAll: () => {
       const n = pairs.size;
       for (const p of [...pairs]) reset(p);

@@ -1,19 +1,28 @@
 /**
  * Scenario 5 — body streams cut mid-body during a bootstrap. Node B fills itself from node A
- * through a TCP fault proxy while bodies are cut: the serving stream fails at a random chunk
- * (failpoint error → the stream ends with an error), the TCP connection is reset after a
- * random number of bytes (real RST from the proxy, what a killed peer looks like on the wire),
- * and a lying peer ends a body stream OK after fewer bytes than its header declared (wrapped
- * client on B). Oracle: B ends Ready with every artifact, byte for byte; every index entry on B
- * has a verified body (0 partial applies); every cut is logged with its offset (A logs
- * peer.body_cut, B logs the failed body with the byte it was cut at); retried bytes are
- * reported against bytes cut.
+ * through a TCP fault proxy while bodies are cut, at a random chunk of a random body, in every
+ * way the issue names:
+ *   - stream error: the serving handler fails (failpoint error; gRPC error status mid-stream);
+ *   - stream reset: A sends RST_STREAM (INTERNAL_ERROR) on the body's stream;
+ *   - GOAWAY: A ends the whole connection with GOAWAY (INTERNAL_ERROR) and closes it;
+ *   - connection reset: the proxy resets the TCP connection after a random number of bytes;
+ *   - peer killed: the proxy closes both sides with FIN after a random number of bytes, what
+ *     the kernel of a killed peer process sends (a kill with unread bytes is the reset above);
+ *   - short OK: a lying peer ends a body stream OK after fewer bytes than its header declared
+ *     (wrapped client on B).
+ * Oracle: B ends Ready with every artifact, byte for byte; every index entry on B has a verified
+ * body (0 partial applies); every cut is logged with its offset (A logs peer.body_cut at the
+ * byte it stopped; B logs the body it lost or resumed with the byte it was cut at); bytes
+ * fetched again <= 2 x bytes cut.
  */
 import { readFileSync } from "node:fs";
+import { constants as h2 } from "node:http2";
 import { join } from "node:path";
+import type { ContextValues } from "@connectrpc/connect";
 import { afterAll, expect, it } from "vitest";
 import type { ReadBodiesResponse } from "../../src/gen/granary/replication/v1/replication_pb.js";
 import type { GranaryNode } from "../../src/node/granary-node.js";
+import { kHttp2Stream } from "../../src/transport/connect-handler.js";
 import { createGrpcJsPeerClient } from "../../src/transport/peer-client-grpcjs.js";
 import type { PeerClient } from "../../src/transport/peer-client.js";
 import { Failpoints } from "../../src/util/failpoints.js";
@@ -35,7 +44,9 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => {});
 });
 
-type CutKind = "stream-error" | "connection-reset" | "short-ok";
+type CutKind = "stream-error" | "rst-stream" | "goaway" | "connection-reset" | "peer-closed" | "short-ok";
+/** Cuts made on A's side at a chunk (the rest: the lying client on B). */
+const SERVER_KINDS = ["stream-error", "rst-stream", "goaway", "connection-reset", "peer-closed"] as const;
 
 it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, async () => {
   const v = new Violations();
@@ -46,8 +57,10 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
   const proxy: FaultProxy = await startFaultProxy();
   cleanups.push(() => proxy.close());
   const cuts: Array<{ kind: CutKind; key: string; offset: number }> = [];
-  const budget = { "stream-error": Math.ceil(CUTS * 0.4), "connection-reset": Math.ceil(CUTS * 0.35), "short-ok": CUTS - Math.ceil(CUTS * 0.4) - Math.ceil(CUTS * 0.35) };
-  const left = (): number => budget["stream-error"] + budget["connection-reset"] + budget["short-ok"];
+  // Each kind gets a sixth of the cuts (short OK the rest).
+  const each = Math.floor(CUTS / 6);
+  const budget: Record<CutKind, number> = { "stream-error": each, "rst-stream": each, goaway: each, "connection-reset": each, "peer-closed": each, "short-ok": CUTS - 5 * each };
+  const left = (): number => Object.values(budget).reduce((x, y) => x + y, 0);
   const fpA = new Failpoints();
   const logA = captureLog();
   const logB = captureLog();
@@ -66,21 +79,42 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
   conn.close();
   const totalBytes = [...want.values()].reduce((x, y) => x + y, 0);
 
-  // Cuts on the serving side: at a random chunk, fail the stream or arm a TCP reset.
+  // Cuts on the serving side, at a random chunk: fail the stream, RST it, GOAWAY the connection,
+  // or arm a TCP reset / FIN close a random number of bytes further.
+  let turn = 0;
   fpA.set("peer.read-bodies.chunk", (c) => {
     if (rng.next() > 0.08) return;
+    // The kinds take turns, so each is used even if the bootstrap ends before the budget.
+    const kinds = SERVER_KINDS.filter((k) => budget[k] > 0);
+    if (kinds.length === 0) return;
+    const kind = kinds[turn++ % kinds.length]!;
     const key = String(c["key"]);
     const offset = Number(c["offset"]);
-    if (budget["stream-error"] > 0 && rng.next() < 0.5) {
-      budget["stream-error"]--;
-      cuts.push({ kind: "stream-error", key, offset });
-      throw new Error(`chaos: stream cut at byte ${offset} of ${key}`);
-    }
-    if (budget["connection-reset"] > 0) {
-      budget["connection-reset"]--;
-      const after = rng.int(1, 2 << 20);
-      cuts.push({ kind: "connection-reset", key, offset: offset + after });
-      proxy.cutAfter(after);
+    const stream = (c["values"] as ContextValues | undefined)?.get(kHttp2Stream);
+    switch (kind) {
+      case "stream-error":
+        budget[kind]--;
+        cuts.push({ kind, key, offset });
+        throw new Error(`chaos: stream cut at byte ${offset} of ${key}`);
+      case "rst-stream":
+      case "goaway":
+        if (stream === undefined || stream.destroyed) return;
+        budget[kind]--;
+        cuts.push({ kind, key, offset });
+        if (kind === "rst-stream") stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+        // destroy(error, code) sends a last GOAWAY with that code, then closes the connection.
+        else stream.session?.destroy(new Error(`chaos: GOAWAY at byte ${offset} of ${key}`), h2.NGHTTP2_INTERNAL_ERROR);
+        // The handler stops at this byte (and logs peer.body_cut with it).
+        throw new Error(`chaos: ${kind} at byte ${offset} of ${key}`);
+      case "connection-reset":
+      case "peer-closed": {
+        budget[kind]--;
+        const after = rng.int(1, 2 << 20);
+        cuts.push({ kind, key, offset: offset + after });
+        if (kind === "connection-reset") proxy.cutAfter(after);
+        else proxy.closeAfter(after);
+        return;
+      }
     }
   });
 
@@ -106,10 +140,11 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
               key = f.frame.value.manifest?.key ?? "";
               const len = Number(f.frame.value.length);
               lieAt = budget["short-ok"] > 0 && len > 1 && rng.next() < 0.15 ? rng.int(0, len - 1) : undefined;
-              // The budget is spent when the lie is told (the stream may die of another cut first).
+              // The budget is spent when the lie is decided (concurrent streams would overspend it
+              // otherwise); the stream may still die of another cut first.
+              if (lieAt !== undefined) budget["short-ok"]--;
             } else if (f.frame.case === "chunk" && lieAt !== undefined && sent + f.frame.value.length > lieAt) {
               if (lieAt > sent) yield { ...f, frame: { case: "chunk", value: f.frame.value.subarray(0, lieAt - sent) } } as ReadBodiesResponse;
-              budget["short-ok"]--;
               cuts.push({ kind: "short-ok", key, offset: lieAt });
               return; // ends the stream "OK", short
             }
@@ -152,18 +187,25 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
 
   // Every cut logged with its offset: A for the serving-side cuts, B for the lies.
   const cutEvents = logA.events.filter((e) => e["event"] === "peer.body_cut");
-  for (const c of cuts.filter((x) => x.kind === "stream-error")) {
-    v.check(cutEvents.some((e) => e["key"] === c.key && e["offset"] === c.offset), `stream cut of ${c.key} at ${c.offset} not logged by A with its offset`);
+  for (const c of cuts.filter((x) => x.kind === "stream-error" || x.kind === "rst-stream" || x.kind === "goaway")) {
+    v.check(cutEvents.some((e) => e["key"] === c.key && e["offset"] === c.offset), `${c.kind} of ${c.key} at ${c.offset} not logged by A with its offset`);
   }
   const failedOnB = logB.events.filter((e) => e["event"] === "replication.body_failed");
+  const resumedOnB = logB.events.filter((e) => e["event"] === "replication.body_resumed");
   for (const c of cuts.filter((x) => x.kind === "short-ok")) {
-    v.check(failedOnB.some((e) => e["key"] === c.key && String(e["cause"]).includes(`ended OK at byte ${c.offset} of`)), `short OK stream of ${c.key} at ${c.offset} not logged by B with its offset`);
+    v.check(
+      [...failedOnB, ...resumedOnB].some((e) => e["key"] === c.key && String(e["cause"]).includes(`ended OK at byte ${c.offset} of`)),
+      `short OK stream of ${c.key} at ${c.offset} not logged by B with its offset`,
+    );
   }
-  const resets = cuts.filter((x) => x.kind === "connection-reset").length;
-  // A reset may land between bodies or after A had written a whole body into the windows; when it
-  // cut a body, one side or the other logged where.
-  const cutOnB = failedOnB.filter((e) => /cut at byte \d+ of/.test(String(e["cause"]))).length;
-  v.check(resets === 0 || cutEvents.some((e) => e["callerGone"] === true) || cutOnB > 0, "connection resets left no cut logged with its offset on either side");
+  // B's side of every cut: a lost body says where it was cut; a resumed one, where it resumed.
+  const cutOnB = failedOnB.filter((e) => /cut at byte \d+ of|ended OK at byte \d+ of/.test(String(e["cause"]))).length + resumedOnB.filter((e) => Number.isInteger(e["offset"])).length;
+  const byKind = (k: CutKind): number => cuts.filter((c) => c.kind === k).length;
+  // A reset or close may land between bodies or after A had written a whole body into the
+  // windows; when it cut a body, one side or the other logged where.
+  const proxyCuts = byKind("connection-reset") + byKind("peer-closed");
+  v.check(proxyCuts === 0 || cutEvents.some((e) => e["callerGone"] === true) || cutOnB > 0, "connection resets and closes left no cut logged with its offset on either side");
+  for (const k of ["stream-error", "rst-stream", "goaway", "connection-reset", "peer-closed", "short-ok"] as const) v.check(byKind(k) > 0, `no ${k} cut happened`);
   v.check(cuts.length >= Math.min(CUTS, 1), `only ${cuts.length} cuts happened`);
 
   const link = b.replication!.allLinks()[0]!;
@@ -175,9 +217,18 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
     totalBytes,
     cutsPlanned: CUTS,
     cutsInjected: cuts.length,
-    cutsByKind: { "stream-error": cuts.filter((c) => c.kind === "stream-error").length, "connection-reset": resets, "short-ok": cuts.filter((c) => c.kind === "short-ok").length },
+    cutsByKind: Object.fromEntries((["stream-error", "rst-stream", "goaway", "connection-reset", "peer-closed", "short-ok"] as const).map((k) => [k, byKind(k)])),
     cutsNotUsed: left(),
     proxyResets: proxy.stats.cuts,
+    proxyFinCloses: proxy.stats.closes,
+    bodiesResumedOnB: resumedOnB.length,
+    // What B's grpc-js said about the cuts (the cause chains of lost and resumed bodies).
+    causesOnB: Object.fromEntries(
+      [["GOAWAY (session closed with a code)", /GOAWAY|Session closed with error code/i], ["RST_STREAM", /RST_STREAM/i], ["ECONNRESET", /ECONNRESET/], ["ended OK short", /ended OK at byte/], ["stream error status", /chaos: stream cut/]].map(([name, re]) => [
+        name as string,
+        [...failedOnB, ...resumedOnB].filter((e) => (re as RegExp).test(String(e["cause"]))).length,
+      ]),
+    ),
     serverCutEventsLogged: cutEvents.length,
     bodyFailuresLoggedOnB: failedOnB.length,
     bodyCutsWithOffsetLoggedOnB: cutOnB,
@@ -190,6 +241,7 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
     retriedOverCut: bytesCutServer + bytesCutLies === 0 ? 0 : Math.max(0, bytesFetched - totalBytes) / (bytesCutServer + bytesCutLies),
     passes: link.stats.passes,
   };
+  v.check(figures.retriedBytes <= 2 * figures.bytesCut, `bytes fetched again ${figures.retriedBytes} > 2 x bytes cut ${figures.bytesCut}`);
   ctx.record({ passed: v.list.length === 0, figures, violations: v.list });
   ctx.log(JSON.stringify(figures));
   expect(v.list).toEqual([]);

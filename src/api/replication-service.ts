@@ -224,7 +224,9 @@ export function replicationService(deps: ReplicationServiceDeps): ServiceImpl<ty
           let sent = 0;
           try {
             for await (const chunk of read.chunks) {
-              await fp?.hit("peer.read-bodies.chunk", { key: w.id.key, offset: sent, size: read.length });
+              // `values`: the call's context values, opaque here, so an in-process test can cut
+              // the call at the HTTP/2 layer (RST_STREAM, GOAWAY) at this very byte.
+              await fp?.hit("peer.read-bodies.chunk", { key: w.id.key, offset: sent, size: read.length, values: ctx.values });
               sent += chunk.length;
               yield create(ReadBodiesResponseSchema, { frame: { case: "chunk", value: chunk } });
             }
