@@ -128,12 +128,20 @@ export function procStatusMib(): { rss: number; hwm: number } {
 async function bootstrapSampled(input: Extract<BigBootstrapInput, { step: "bootstrap" }>, ctx: TaskContext): Promise<Record<string, number>> {
   const every = input.sampleEveryMs ?? 100;
   const t0 = performance.now();
-  const timeline: Array<[number, number]> = [];
+  // [ms, VmRSS, V8 heap used, ArrayBuffers (Buffers: chunks held in JS), other external] in MiB.
+  const timeline: Array<[number, number, number, number, number]> = [];
   let maxRss = 0;
+  let atMax: { heapUsed: number; arrayBuffers: number; external: number } = { heapUsed: 0, arrayBuffers: 0, external: 0 };
+  let maxArrayBuffers = 0;
+  const r1 = (x: number): number => Math.round(x * 10) / 10;
   const sample = (): void => {
     const { rss } = procStatusMib();
+    const m = process.memoryUsage();
+    const mem = { heapUsed: m.heapUsed / MiB, arrayBuffers: m.arrayBuffers / MiB, external: (m.external - m.arrayBuffers) / MiB };
+    if (rss > maxRss) atMax = mem;
     maxRss = Math.max(maxRss, rss);
-    timeline.push([Math.round(performance.now() - t0), Math.round(rss * 10) / 10]);
+    maxArrayBuffers = Math.max(maxArrayBuffers, mem.arrayBuffers);
+    timeline.push([Math.round(performance.now() - t0), r1(rss), r1(mem.heapUsed), r1(mem.arrayBuffers), r1(mem.external)]);
   };
   sample();
   const before = procStatusMib();
@@ -148,11 +156,15 @@ async function bootstrapSampled(input: Extract<BigBootstrapInput, { step: "boots
   sample();
   const end = procStatusMib();
   const timelineFile = input.timelineFile ?? join(ctx.logDir, `big-bootstrap-rss-${process.pid}.json`);
-  writeFileSync(timelineFile, JSON.stringify({ sampleEveryMs: every, samples: timeline }));
+  writeFileSync(timelineFile, JSON.stringify({ sampleEveryMs: every, columns: ["ms", "vmRssMib", "heapUsedMib", "arrayBuffersMib", "otherExternalMib"], samples: timeline }));
   return {
     ...out,
     rssBeforeMib: before.rss,
     rssTimelineMaxMib: maxRss,
+    heapUsedAtRssMaxMib: atMax.heapUsed,
+    arrayBuffersAtRssMaxMib: atMax.arrayBuffers,
+    otherExternalAtRssMaxMib: atMax.external,
+    arrayBuffersMaxMib: maxArrayBuffers,
     rssSamples: timeline.length,
     vmHwmMib: end.hwm,
     rssAtEndMib: end.rss,
