@@ -159,7 +159,9 @@ it("five nodes cold-start over the WAN (all wiped; four wiped + one warm): all R
   const dir = await scratch("cold");
   cleanups.push(dir.cleanup);
   const pki: Pki = await makePki(join(dir.path, "pki"));
-  const tls = { ca: await readFile(pki.ca), ...(await pki.cert("prober").then(async (c) => ({ cert: await readFile(c.cert), key: await readFile(c.key) }))) };
+  // The probes' mesh identity: a node certificate of the mesh CA that no node lists as a peer.
+  const prober = await pki.cert("prober");
+  const tls = { ca: await readFile(pki.ca), cert: await readFile(prober.cert), key: await readFile(prober.key) };
   const certs = await Promise.all(Array.from({ length: NODES }, (_, i) => pki.cert(`n${i + 1}`)));
 
   const lab = await loadWanLab();
