@@ -31,6 +31,7 @@ import { peerIdentityFromSocket, rememberSessionIdentity, sessionIdentity } from
 import { DEFAULT_PEER_LIMITS, DEFAULT_PUBLIC_LIMITS, http2ServerOptions, resolveServerLimits, type ServerLimits } from "./limits.js";
 import { SessionTracker } from "./session-tracker.js";
 import { assertUsableTls, readTlsFiles, watchTlsFiles, type TlsFiles, type TlsWatcher } from "./tls-files.js";
+import { releaseUnreadRequest } from "./unread-request.js";
 
 /** Oldest TLS version either listener speaks. */
 export const MIN_TLS_VERSION = "TLSv1.2";
@@ -166,6 +167,7 @@ export async function createPeerServer(options: PeerServerOptions): Promise<List
  */
 export function startOnRequest(handler: ConnectHandler): ConnectHandler {
   return (req, res) => {
+    releaseUnreadRequest(req.stream);
     if (req.readableLength > 0 || req.readableEnded || req.stream.endAfterHeaders) {
       handler(req, res);
       return;
