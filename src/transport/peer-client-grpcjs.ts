@@ -11,9 +11,11 @@
  * loader hook and does nothing inside test runners.
  */
 import * as grpc from "@grpc/grpc-js";
-import { ReplicationService } from "../gen/granary/replication/v1/replication_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { ReplicationService, type ReadBodiesRequestSchema } from "../gen/granary/replication/v1/replication_pb.js";
 import { idleTimeout, IdleTimeoutError } from "./deadlines.js";
 import { createPeerGrpcClient, DEFAULT_PEER_CONNECT_TIMEOUT_MS, waitForChannelReady, type PeerChannelOptions, type PeerTlsPem } from "./peer-channel.js";
+import { RequestWindow } from "./request-window.js";
 import { PeerRpcError, type PeerClient, type PeerRpcCode, type PeerStreamCounters } from "./peer-client.js";
 import { ATTR } from "../telemetry/names.js";
 import { activeContext, endSpan, SpanKind, startSpan, traceHeaders, type Context, type Span } from "../telemetry/spans.js";
@@ -31,6 +33,11 @@ export interface GrpcJsPeerClientOptions {
    * where one loss-based (CUBIC) flow cannot fill a lossy long link (docs/PERFORMANCE-WAN.md).
    */
   readonly connections?: number;
+  /**
+   * Bound on ReadBodies request bytes sent but not yet answered (request-window.ts); default
+   * 64 KiB. Keeps both ends of a busy connection reading (Node stops reading during a write).
+   */
+  readonly requestWindowBytes?: number;
 }
 
 const CODES: Record<number, PeerRpcCode> = {
@@ -83,6 +90,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
       },
     };
   };
+  const requestWindow = new RequestWindow(options.requestWindowBytes);
   let inFlight = 0;
   let opened = 0;
   let peakInFlight = 0;
@@ -106,16 +114,27 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
     endSpan(span, aborted ? undefined : err);
   }
 
-  function stream<T>(method: string, start: (metadata: grpc.Metadata) => grpc.ClientReadableStream<T>, signal: AbortSignal): AsyncIterable<T> {
+  function stream<T>(method: string, start: (metadata: grpc.Metadata) => grpc.ClientReadableStream<T>, signal: AbortSignal, requestBytes = 0): AsyncIterable<T> {
     // The caller's context, taken when the call is made (not when the stream is first pulled).
     const parent = activeContext();
     return {
       async *[Symbol.asyncIterator]() {
         signal.throwIfAborted();
-        const { span, metadata } = traced(method, parent);
+        // Request bytes the server has not taken yet stay under the window (request-window.ts):
+        // held until the first answer shows the server read the request, or the call ends.
+        const releaseRequest = requestBytes > 0 ? await requestWindow.acquire(requestBytes, signal) : () => {};
+        let span: Span;
+        let metadata: grpc.Metadata;
+        let call: grpc.ClientReadableStream<T>;
+        try {
+          ({ span, metadata } = traced(method, parent));
+          call = start(metadata);
+        } catch (e) {
+          releaseRequest();
+          throw e;
+        }
         let failure: unknown;
         let messages = 0;
-        const call = start(metadata);
         inFlight++;
         opened++;
         peakInFlight = Math.max(peakInFlight, inFlight);
@@ -124,6 +143,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         try {
           for await (const m of idleTimeout(call as AsyncIterable<T>, options.idleTimeoutMs, () => call.cancel(), { signal })) {
             messages++;
+            if (messages === 1) releaseRequest();
             yield m;
           }
         } catch (e) {
@@ -132,6 +152,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
           throw toPeerError(address, method, e);
         } finally {
           signal.removeEventListener("abort", onAbort);
+          releaseRequest();
           inFlight--;
           call.cancel();
           span.setAttribute(ATTR.messages, messages);
@@ -169,7 +190,8 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
     follow: (req, signal) => stream("Follow", (md) => client.follow(req, md), signal),
     listManifests: (req, signal) => stream("ListManifests", (md) => client.listManifests(req, md), signal),
     readBodies: (req, signal) => {
-      if (clients.length === 1) return stream("ReadBodies", (md) => client.readBodies(req, md), signal);
+      const bytes = readBodiesRequestBytes(req);
+      if (clients.length === 1) return stream("ReadBodies", (md) => client.readBodies(req, md), signal, bytes);
       // The connection is chosen when the stream starts (lazily), and freed when it ends.
       let release = (): void => {};
       const s = stream(
@@ -180,6 +202,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
           return pick.c.readBodies(req, md);
         },
         signal,
+        bytes,
       );
       return {
         async *[Symbol.asyncIterator]() {
@@ -200,4 +223,11 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
       for (const c of clients) c.close();
     },
   };
+}
+
+/** An upper estimate of a ReadBodies request's encoded size (tags, lengths, the strings). */
+function readBodiesRequestBytes(req: MessageInitShape<typeof ReadBodiesRequestSchema>): number {
+  let n = 16;
+  for (const b of req.bodies ?? []) n += 32 + Buffer.byteLength(b.ref?.namespace ?? "") + Buffer.byteLength(b.ref?.key ?? "") + Buffer.byteLength(b.digest ?? "");
+  return n;
 }
