@@ -67,6 +67,7 @@ const NS = "cold";
 const ABORT_EVENTS = new Set([
   "peer.body_cut",
   "replication.body_failed",
+  "replication.body_resumed",
   "replication.walk_failed",
   "replication.pass_retry",
   "replication.pass_abandoned",
