@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { initCa, issueCert } from "../src/certs/dev-pki.js";
 import type { BareGrpcInput, DiskSeqInput, DiskSmallInput, H2BulkInput, H2SmallInput } from "./tasks/references.js";
 import type { BootstrapInput, FillSourceInput, NodeCert } from "./tasks/bootstrap.js";
+import type { BigBootstrapInput } from "./tasks/big-bootstrap.js";
 import type { LiveLagInput } from "./tasks/live-lag.js";
 import { rejoinParams, rejoinParamsHelp, splitScenarioE, type RejoinInput, type RejoinSeedInput } from "./tasks/rejoin.js";
 import type { SingleNodeInput } from "./tasks/single-node.js";
@@ -39,6 +40,7 @@ const TARGETS = {
   receiveCpu: { op: "<=", value: 3, source: "receive CPU <= 3 core-seconds per GB" },
   rejoinSeconds: { op: "<=", value: 2, source: "issue 4 (5): rejoin after 1,000 writes into a 1M mesh caught up <= 2 s" },
   rejoinVsSmall: { op: "<=", value: 1.5, source: "issue 4 (5): rejoin time 1M mesh / 10k mesh <= 1.5" },
+  bigBootstrapRssMib: { op: "<=", value: 300, source: "issue 4 (7): peak RSS bootstrapping 4 GiB incl. a 1 GiB artifact <= 300 MiB" },
 } as const;
 
 const FIGURES: FigureDef[] = [
@@ -80,6 +82,10 @@ const FIGURES: FigureDef[] = [
   { id: "b.small_done", scenario: "B", label: "bootstrap small: artifacts held at the end", unit: "artifacts", task: "bootstrap-small-fast", field: "artifacts", kind: "detail" },
   { id: "b.small_recv_cpu", scenario: "B", label: "bootstrap small: receiver CPU per artifact", unit: "ms", task: "bootstrap-small-fast", field: "receiverCpuMsPerArtifact", kind: "detail" },
   { id: "b.small_recv_rss", scenario: "B", label: "bootstrap small: receiver peak RSS", unit: "MiB", task: "bootstrap-small-fast", field: "receiverPeakRssMib", kind: "detail" },
+  { id: "b.big_recv_rss", scenario: "B", label: "bootstrap 4 GiB incl. 1 GiB: receiver peak RSS (VmHWM)", unit: "MiB", task: "big-bootstrap", field: "vmHwmMib", kind: "product", target: TARGETS.bigBootstrapRssMib },
+  { id: "b.big_recv_rss_sampled", scenario: "B", label: "bootstrap 4 GiB incl. 1 GiB: receiver RSS, sampled max", unit: "MiB", task: "big-bootstrap", field: "rssTimelineMaxMib", kind: "detail" },
+  { id: "b.big", scenario: "B", label: "bootstrap 4 GiB incl. 1 GiB", unit: "MB/s", task: "big-bootstrap", field: "mbPerSecond", kind: "detail", partialField: "partial" },
+  { id: "b.big_time", scenario: "B", label: "bootstrap 4 GiB incl. 1 GiB: time", unit: "s", task: "big-bootstrap", field: "seconds", kind: "detail", partialField: "partial" },
   { id: "b.close", scenario: "B", label: "receiver close() after bootstrap (grace 2 s)", unit: "s", task: "bootstrap-bulk-fast", field: "receiverCloseSeconds", kind: "detail" },
 
   // C: live lag, 3 nodes.
@@ -355,6 +361,21 @@ async function main(): Promise<number> {
       for (let r = 0; r < R; r++) for (const s of specs) await runner.run(s, r);
     }
     for (const d of Object.values(datasets)) rmSync(d.dir, { recursive: true, force: true });
+
+    // Scenario 7: peak RSS of a fresh node bootstrapping 4 GiB that includes one 1 GiB artifact.
+    const bigSource = await cert("source-big");
+    const big = { dir: join(work, "b-source-big"), file: join(work, "b-big.json") };
+    const bigDataset = profile === "smoke" ? { totalBytes: 96 << 20, hugeBytes: 32 << 20, smallBytes: 8 << 20 } : {};
+    const bigFill: TaskSpec = { key: "fill-big", task: "big-bootstrap", input: { step: "fill", dataDir: big.dir, source: bigSource, datasetFile: big.file, dataset: bigDataset } satisfies BigBootstrapInput };
+    if ((await runner.run(bigFill, -1)) !== undefined) {
+      const spec: TaskSpec = {
+        key: "big-bootstrap",
+        task: "big-bootstrap",
+        input: { step: "bootstrap", sourceDataDir: big.dir, receiverDir: join(work, "b-fresh-big"), ca, source: bigSource, receiver: fresh, datasetFile: big.file, receiverPeerPort, maxSeconds: Math.max(p.bMaxSeconds, 900) } satisfies BigBootstrapInput,
+      };
+      for (let r = 0; r < R; r++) await runner.run(spec, r);
+    }
+    rmSync(big.dir, { recursive: true, force: true });
   }
 
   if (p.only.includes("C")) {

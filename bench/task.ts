@@ -4,6 +4,7 @@
  * CPU accounting that holds nothing else. Input and output are JSON files named by the
  * environment (BENCH_TASK_INPUT, BENCH_TASK_OUTPUT); the budget is input.deadlineMs.
  */
+import { bigBootstrap, type BigBootstrapInput } from "./tasks/big-bootstrap.js";
 import { bootstrap, fillSource, type BootstrapInput, type FillSourceInput } from "./tasks/bootstrap.js";
 import { liveLag, type LiveLagInput } from "./tasks/live-lag.js";
 import { rejoin, rejoinSeed, type RejoinInput, type RejoinSeedInput } from "./tasks/rejoin.js";
@@ -23,6 +24,7 @@ const TASKS: Record<string, Task> = {
   "store-direct": (i: StoreDirectInput, ctx) => storeDirect(i, ctx),
   "fill-source": (i: FillSourceInput, ctx) => fillSource(i, ctx),
   bootstrap: (i: BootstrapInput, ctx) => bootstrap(i, ctx),
+  "big-bootstrap": (i: BigBootstrapInput, ctx) => bigBootstrap(i, ctx),
   "live-lag": (i: LiveLagInput, ctx) => liveLag(i, ctx),
   "rejoin-seed": (i: RejoinSeedInput, ctx) => rejoinSeed(i, ctx),
   rejoin: (i: RejoinInput, ctx) => rejoin(i, ctx),
