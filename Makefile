@@ -47,7 +47,7 @@ clean: ## Remove build output and generated interop code
 
 # bench / bench-smoke run the loopback scenarios, then the WAN lab (which, without root, says
 # so and passes); both always run, and the target fails if either did.
-bench: ## Full benchmark (~35-40 min): loopback (one node, bootstrap, live lag), then the WAN lab as root; bench/results/<time>*/
+bench: ## Full benchmark (~45-60 min; the first run also seeds the 1M-artifact rejoin pair once, ~10-30 min, 6.8 GB in bench/.cache): loopback A-C, E, then the WAN lab as root; bench/results/<time>*/
 	$(NPX) tsc -p tsconfig.bench.json
 	status=0; node dist-bench/bench/main.js || status=$$?; node dist-bench/bench/wan/main.js || status=$$?; exit $$status
 

@@ -45,7 +45,7 @@ export const KNOBS = {
   bFillConcurrency: { env: "BENCH_B_FILL_CONCURRENCY", full: 32, smoke: 32, help: "B: store.put calls in flight while filling the source (not a figure)" },
   bBareStreams: { env: "BENCH_B_BARE_STREAMS", full: 16, smoke: 16, help: "B ref: concurrent calls of the bare transport (the product's default streams)" },
   bBareBatch: { env: "BENCH_B_BARE_BATCH", full: 256, smoke: 256, help: "B ref: small bodies per bare call (the product's batch size)" },
-  cRate: { env: "BENCH_C_RATE", full: 200, smoke: 50, help: "C: Puts per second on node 1" },
+  cRate: { env: "BENCH_C_RATE", full: 1000, smoke: 50, help: "C: Puts per second on node 1" },
   cSeconds: { env: "BENCH_C_SECONDS", full: 20, smoke: 2, help: "C: seconds of paced Puts" },
   cWarmupPuts: { env: "BENCH_C_WARMUP_PUTS", full: 100, smoke: 20, help: "C: Puts before the measurement, paced at <= 50/s" },
   cDrainMaxSeconds: { env: "BENCH_C_DRAIN_MAX_S", full: 90, smoke: 60, help: "C: most seconds to wait for the replicas after the last Put (then lag = lower bound, marked partial)" },
