@@ -143,6 +143,10 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
   for (const b of finalAudit.bad) v.check(false, `after restart: ${b}`);
   v.check(finalAudit.entries >= acked.size, `after restart ${finalAudit.entries} entries < ${acked.size} acknowledged`);
   failLatencyMs.sort((a, b) => a - b);
+  // "RESOURCE_EXHAUSTED within 1 s": asserted at full size (make chaos); the smoke run in CI
+  // reports it (a 2-core CI VM's load sets most of a p99 of a few hundred ms).
+  const refusalP99 = failLatencyMs[Math.floor(failLatencyMs.length * 0.99)] ?? 0;
+  if (ctx.mode === "full") v.check(refusalP99 <= 1000, `refusal p99 ${refusalP99} ms > 1,000 ms`);
   const figures = {
     filesystemBytes: FS_BYTES,
     rounds: ROUNDS,
@@ -150,7 +154,7 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
     puts,
     failureCodes: codes,
     failedWriteLatencyMsP50: failLatencyMs[Math.floor(failLatencyMs.length / 2)] ?? 0,
-    failedWriteLatencyMsP99: failLatencyMs[Math.floor(failLatencyMs.length * 0.99)] ?? 0,
+    failedWriteLatencyMsP99: refusalP99,
     failedWriteLatencyMsMax: failLatencyMs[failLatencyMs.length - 1] ?? 0,
     writesResumedAfterMs: resumeMs,
     lastRoundAcknowledged: acked.size,

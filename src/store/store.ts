@@ -7,7 +7,7 @@
  * `openStore`, types.ts and errors.ts.
  */
 import { randomBytes } from "node:crypto";
-import { statSync } from "node:fs";
+import { statfsSync, statSync } from "node:fs";
 import { mkdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { readBody } from "./body-reader.js";
@@ -64,6 +64,8 @@ import { WriterLanes, type Lane } from "./writer-lanes.js";
 export const DEFAULT_READ_CHUNK_BYTES = 1024 * 1024;
 export const MAX_READ_CHUNK_BYTES = 64 * 1024 * 1024;
 const MAX_META_KEY_LENGTH = 256;
+/** Free space a put leaves on the data dir's filesystem (index pages, the record's own metadata). */
+const FREE_SPACE_MARGIN_BYTES = 1 << 20;
 
 /** In-memory state of one segment file. */
 interface SegmentInfo {
@@ -394,14 +396,36 @@ class GranaryStore implements Store {
   }
 
   /**
+   * Throws NoSpaceError when the data dir's filesystem has less than `bytes` plus a 1 MiB margin
+   * (for index pages) free for us. One statfs; a failing statfs leaves it to the write itself.
+   */
+  #assertRoomFor(bytes: number): void {
+    let free: number;
+    try {
+      const st = statfsSync(this.#segmentsDir);
+      free = Number(st.bavail) * Number(st.bsize);
+    } catch {
+      return;
+    }
+    if (free < bytes + FREE_SPACE_MARGIN_BYTES) {
+      throw new NoSpaceError(`no space left on the device: ${free} bytes free for a ${bytes}-byte record (plus a ${FREE_SPACE_MARGIN_BYTES}-byte margin); nothing was stored`);
+    }
+  }
+
+  /**
    * Writes one record and indexes it. The lane is held only while the record is written; the
    * fdatasync and the index commit are group commits shared with concurrent writers.
    */
   async #writeAndCommit(spec: WriteSpec, body: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): Promise<WriteOutcome> {
     const reservation = this.#capacity.reservation();
     try {
-      if (spec.expectSize !== undefined) await reservation.ensure(recordLength(spec.expectSize, TRAILER_MAX_BYTES));
+      const need = spec.expectSize !== undefined ? recordLength(spec.expectSize, TRAILER_MAX_BYTES) : 0;
+      if (spec.expectSize !== undefined) await reservation.ensure(need);
+      // A full disk refuses before the lane queue (a put behind busy lanes waited seconds only
+      // to learn it at its first write; chaos 12), and again once a lane is ours.
+      this.#assertRoomFor(need);
       const written = await this.#lanes.run(signal, async (lane) => {
+        this.#assertRoomFor(need);
         const seg = await this.#laneSegment(lane, spec.expectSize);
         let rec: WrittenRecord;
         try {
