@@ -70,6 +70,8 @@ export function createNodeMetrics(source: MetricsSource, options: NodeMetricsOpt
   const artifacts = counter(METRIC.artifacts, "Artifacts the peer offered, by outcome: applied, skipped (already here), missing (gone on the peer), failed.", [...peer, "outcome"]);
   const bytes = counter(METRIC.bytes, "Bytes of the artifacts the peer offered, by outcome (manifest sizes).", [...peer, "outcome"]);
   const failures = counter(METRIC.failures, "Failed bodies plus unusable manifests from the peer.", peer);
+  const resumedBodies = counter(METRIC.resumedBodies, "Large bodies whose stream was cut after byte 0 and resumed at their offset on a new stream.", peer);
+  const resumedBytes = counter(METRIC.resumedBytes, "Bytes of resumed bodies that did not have to be fetched again (the offsets resumed from).", peer);
   const rate = gauge(METRIC.rate, "Receive rate from the peer over the last few seconds.", peer);
   const passes = counter(METRIC.bootstrapPasses, "Bootstrap passes started against the peer.", peer);
   const bootTotalBytes = gauge(METRIC.bootstrapTotalBytes, "Bytes the peer held when the current bootstrap pass started (0 when not bootstrapping).", peer);
@@ -103,7 +105,7 @@ export function createNodeMetrics(source: MetricsSource, options: NodeMetricsOpt
     ...reg,
   });
 
-  const perPeer = [phase, lastContact, lagChanges, lagSeconds, cursor, head, received, artifacts, bytes, failures, rate, passes, bootTotalBytes, bootDoneBytes, bootTotalArtifacts, bootDoneArtifacts, bootEta, inFlight, pending, opened];
+  const perPeer = [phase, lastContact, lagChanges, lagSeconds, cursor, head, received, artifacts, bytes, failures, resumedBodies, resumedBytes, rate, passes, bootTotalBytes, bootDoneBytes, bootTotalArtifacts, bootDoneArtifacts, bootEta, inFlight, pending, opened];
 
   /** Reads every source once and sets the metrics from that one snapshot. */
   function update(): void {
@@ -147,6 +149,8 @@ export function createNodeMetrics(source: MetricsSource, options: NodeMetricsOpt
       if (link) {
         const st = link.stats;
         passes.inc(l, st.passes);
+        resumedBodies.inc(l, st.resumedCount);
+        resumedBytes.inc(l, st.resumedBytes);
         pending.set(l, link.streamCounts().pending);
         opened.inc(l, link.clientCounters().opened);
         for (const o of REPLICATION_OUTCOMES) {

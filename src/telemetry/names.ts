@@ -79,6 +79,8 @@ export const METRIC = {
   artifacts: "granary_replication_artifacts_total",
   bytes: "granary_replication_bytes_total",
   failures: "granary_replication_failures_total",
+  resumedBodies: "granary_replication_resumed_bodies_total",
+  resumedBytes: "granary_replication_resumed_bytes_total",
   rate: "granary_replication_rate_bytes_per_second",
   bootstrapPasses: "granary_bootstrap_passes_total",
   bootstrapTotalBytes: "granary_bootstrap_total_bytes",

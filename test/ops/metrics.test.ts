@@ -165,6 +165,8 @@ describe("ops listener: /metrics, /livez, /readyz on a real mesh", () => {
     expect(s.value(METRIC.bytes, { ...peer, outcome: "failed" })).toBe(2 << 20);
     expect(s.value(METRIC.bytes, { ...peer, outcome: "applied" })).toBe(totalBytes);
     expect(s.value(METRIC.failures, peer)).toBe(1);
+    expect(s.value(METRIC.resumedBodies, peer)).toBe(0); // the failure above is at byte 0: nothing to resume
+    expect(s.types.get(METRIC.resumedBytes)).toBe("counter");
     expect(s.value(METRIC.bootstrapPasses, peer)).toBe(2);
     expect(s.value(METRIC.receivedBytes, peer)).toBeGreaterThanOrEqual(totalBytes);
     expect(s.value(METRIC.bootstrapTotalArtifacts, peer)).toBe(0);
