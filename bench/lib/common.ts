@@ -67,11 +67,11 @@ export async function getCas(client: Client<typeof ArtifactService>, digest: str
 }
 
 /**
- * Watches a store's change feed from seq 0: calls onEntry(key, nowMs) for every entry, woken by
+ * Watches a store's change feed after seq `from` (default 0): calls onEntry(key, nowMs) for every entry, woken by
  * store.waitForFeed (no polling by time). Stops when `signal` aborts; resolves then.
  */
-export async function watchFeed(store: Store, onEntry: (key: string, atMs: number) => void, signal: AbortSignal): Promise<void> {
-  let seen = 0;
+export async function watchFeed(store: Store, onEntry: (key: string, atMs: number) => void, signal: AbortSignal, from = 0): Promise<void> {
+  let seen = from;
   while (!signal.aborted) {
     try {
       await store.waitForFeed(seen, signal);

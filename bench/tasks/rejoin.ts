@@ -34,12 +34,11 @@ import { ArtifactService } from "../../src/gen/granary/artifact/v1/artifact_pb.j
 import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_PEER_WINDOW_BYTES, resolveNodeConfig } from "../../src/node/config.js";
 import { GranaryNode } from "../../src/node/granary-node.js";
 import { openStore } from "../../src/store/store.js";
-import type { Store } from "../../src/store/types.js";
 import { createLogger } from "../../src/telemetry/logger.js";
 import { createGrpcJsPeerClient } from "../../src/transport/peer-client-grpcjs.js";
 import type { PeerClientFactory } from "../../src/transport/peer-client.js";
 import { connectPublic } from "../../src/transport/public-client.js";
-import { NAMESPACE, pool, putCas } from "../lib/common.js";
+import { NAMESPACE, pool, putCas, watchFeed } from "../lib/common.js";
 import { keystream, prng, sha256Hex } from "../lib/data.js";
 import { cpuSecondsOf, startGranaryChild, type GranaryChild } from "../lib/proc.js";
 import { SHUTDOWN_GRACE_MS, type NodeCert } from "./bootstrap.js";
@@ -255,25 +254,6 @@ function startB(dataDir: string, ca: string, b: NodeCert, peerPort: number, aPee
 }
 
 const cursorKey = (nodeId: string): string => `replication.cursor.${nodeId}`;
-
-/** Calls onEntry(key) for every feed entry after `from`, woken by store.waitForFeed. */
-async function watchFeedFrom(store: Store, from: number, onEntry: (key: string, at: number) => void, signal: AbortSignal): Promise<void> {
-  let seen = from;
-  while (!signal.aborted) {
-    try {
-      await store.waitForFeed(seen, signal);
-    } catch {
-      return;
-    }
-    const at = performance.now();
-    for (;;) {
-      const entries = store.readFeed(seen, 4096);
-      for (const e of entries) onEntry(e.manifest.key, at);
-      if (entries.length === 0) break;
-      seen = entries[entries.length - 1]!.seq;
-    }
-  }
-}
 
 function dirBytes(dir: string): number {
   try {
@@ -578,13 +558,13 @@ export async function rejoin(input: RejoinInput, ctx: TaskContext): Promise<Reco
     b = await startB(bDir, input.ca, input.b, bPeerPort, a.peerAddress!, calls);
     const startedAt = performance.now();
     const node = b;
-    const watching = watchFeedFrom(
+    const watching = watchFeed(
       node.store,
-      cache.bHead,
       (key, at) => {
         if (missing.delete(key) && missing.size === 0) heldAt = at;
       },
       watchers.signal,
+      cache.bHead,
     );
     // The cursor has no event of its own: read B's link state every millisecond (a field read).
     const cap = t0 + input.maxSeconds * 1000;
