@@ -357,11 +357,20 @@ export class IndexTx {
     return entriesInSegment(this.#db, seg, fromOffset);
   }
 
-  /** Drops every artifact stored in `seg`, marks the segment evicted; counts them as evicted. */
-  evictSegment(seg: number): { artifacts: number; bytes: number } {
+  /**
+   * Drops up to `limit` artifacts stored in `seg` (counted as evicted); once none is left, marks
+   * the segment evicted and says `done`. The store evicts a segment in several of these so no
+   * single transaction frees tens of thousands of pages (LMDB's free list then makes the next
+   * commits ~12 x dearer; PERFORMANCE.md §9.3).
+   */
+  evictSegment(seg: number, limit = Number.POSITIVE_INFINITY): { artifacts: number; bytes: number; done: boolean } {
     let artifacts = 0;
     let bytes = 0;
-    for (const { off, idKey } of this.entriesInSegment(seg)) {
+    let seen = 0;
+    const range = this.#db.bySegment.getRange({ start: segmentKey(seg, 0), end: segmentKey(seg + 1, 0), ...(Number.isFinite(limit) ? { limit } : {}) });
+    for (const { key, value: idKey } of [...range]) {
+      seen++;
+      const off = Number(key.readBigUInt64BE(4));
       const row = this.dropArtifact(idKey, seg, off);
       if (row) {
         artifacts++;
@@ -370,10 +379,13 @@ export class IndexTx {
         this.#db.bySegment.removeSync(segmentKey(seg, off));
       }
     }
-    const row = this.segment(seg);
-    this.putSegment(seg, { sealed: true, lastAccess: row?.lastAccess ?? 0, checkpoint: row?.checkpoint ?? 0, evicted: true });
     this.#add(SYS.evictedCount, artifacts);
-    return { artifacts, bytes };
+    const done = seen < limit;
+    if (done) {
+      const row = this.segment(seg);
+      this.putSegment(seg, { sealed: true, lastAccess: row?.lastAccess ?? 0, checkpoint: row?.checkpoint ?? 0, evicted: true });
+    }
+    return { artifacts, bytes, done };
   }
 }
 

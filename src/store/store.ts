@@ -66,6 +66,8 @@ export const MAX_READ_CHUNK_BYTES = 64 * 1024 * 1024;
 const MAX_META_KEY_LENGTH = 256;
 /** Free space a put leaves on the data dir's filesystem (index pages, the record's own metadata). */
 const FREE_SPACE_MARGIN_BYTES = 1 << 20;
+/** Artifacts dropped per index transaction when a segment is evicted (see IndexTx.evictSegment). */
+const EVICT_CHUNK = 2_000;
 
 /** In-memory state of one segment file. */
 interface SegmentInfo {
@@ -606,7 +608,13 @@ class GranaryStore implements Store {
     target.evicting = true;
     // Index first: once committed, no new read finds the segment; reads already streaming keep
     // their open handle after the unlink.
-    const result = await this.#index.commit((tx) => tx.evictSegment(target.id));
+    const result = { artifacts: 0, bytes: 0 };
+    for (;;) {
+      const chunk = await this.#index.commit((tx) => tx.evictSegment(target.id, EVICT_CHUNK));
+      result.artifacts += chunk.artifacts;
+      result.bytes += chunk.bytes;
+      if (chunk.done) break;
+    }
     this.#segments.delete(target.id);
     this.#capacity.released(target.size);
     try {

@@ -81,6 +81,30 @@ describe("capacity and eviction", () => {
     expect(reopened.store.stat(ms[0] as Manifest)).toBeUndefined();
     for (const m of ms.slice(2)) expect((await collect(reopened.store.read(m).chunks)).length).toBe(5000);
   });
+
+  it("evicts a segment of more artifacts than one eviction transaction takes (2,000), all of them", async () => {
+    const dir = await tempDir();
+    cleanups.push(dir.cleanup);
+    // 4,500 small records go into the first segment (2 MiB), then larger ones push it out.
+    const options = { lanes: 1, segmentMaxBytes: 2 << 20, capacityBytes: 5 << 20 };
+    const { store, events } = await open(dir.path, options);
+    cleanups.push(() => store.close());
+    const small: Manifest[] = [];
+    for (let i = 0; i < 4500; i += 250) {
+      const batch = Array.from({ length: 250 }, (_, j) => store.put({ namespace: "ns", kind: "cas" }, once(bytes(`s${i + j}`, 8))));
+      for (const r of await Promise.all(batch)) small.push(r.manifest);
+    }
+    expect(small.filter((m) => store.stat(m) !== undefined)).toHaveLength(4500);
+    expect(events.filter((e) => e.type === "evicted")).toEqual([]);
+    for (let i = 0; i < 40 && !events.some((e) => e.type === "evicted"); i++) await store.put({ namespace: "ns", kind: "cas" }, once(bytes(`big${i}`, 500_000)));
+    const evicted = events.filter((e) => e.type === "evicted");
+    expect(evicted[0]).toMatchObject({ type: "evicted", segment: 1 });
+    const inFirst = (evicted[0] as { artifacts: number }).artifacts;
+    // Segment 1 held every small record (and the first large ones that still fitted).
+    expect(inFirst).toBeGreaterThan(4500);
+    expect(small.filter((m) => store.stat(m) !== undefined)).toEqual([]);
+    expect(store.usage().evictedCount).toBe(evicted.reduce((n, e) => n + (e as { artifacts: number }).artifacts, 0));
+  });
 });
 
 describe("eviction vs. commits in flight", () => {
