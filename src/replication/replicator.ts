@@ -55,6 +55,8 @@ interface LinkEntry {
   readonly createdMs: number;
   readonly initial: boolean;
   synced: boolean;
+  /** How the initial sync ended (the phase at readiness time may have moved on since). */
+  syncedAs?: "caught-up" | "unreachable";
 }
 
 export class Replicator {
@@ -193,6 +195,7 @@ export class Replicator {
     const e = this.links.get(link.address);
     if (!e || e.synced) return;
     e.synced = true;
+    e.syncedAs = how;
     this.opts.log.info({ event: "replication.initial_sync", peer: link.address, peerNodeId: link.stats.nodeId, how }, `initial sync with ${link.address}: ${how}`);
     this.checkReady();
   }
@@ -202,7 +205,7 @@ export class Replicator {
     const initial = [...this.links.values()].filter((e) => e.initial);
     if (initial.some((e) => !e.synced)) return;
     this.readyReported = true;
-    const unreachable = initial.filter((e) => e.link.stats.phase === "unreachable").length;
+    const unreachable = initial.filter((e) => e.syncedAs === "unreachable").length;
     this.opts.onInitialSyncDone(
       initial.length === 0
         ? "no peers known at start"

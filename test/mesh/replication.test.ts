@@ -9,6 +9,7 @@ import type { GranaryNode } from "../../src/node/granary-node.js";
 import { Failpoints } from "../../src/util/failpoints.js";
 import { DEFAULT_LANES } from "../../src/store/options.js";
 import { bytes } from "../helpers/data.js";
+import { freePorts } from "../helpers/ports.js";
 import { makePki, publicClient, putCas, startMeshNode, waitForArtifacts, waitReady, type Pki } from "../helpers/mesh.js";
 import { tempDir } from "../helpers/temp.js";
 
@@ -340,6 +341,17 @@ describe("idle timeouts on peer streams", () => {
 });
 
 describe("membership", () => {
+  it("says in its readiness reason how many peers known at start it could not reach", async () => {
+    const a = await node(uniq("a"));
+    const [deadPort] = await freePorts(1);
+    const x = await startMeshNode({ name: uniq("x"), pki, root, peers: [a.peerAddress, `https://127.0.0.1:${deadPort}`] });
+    running.push(x);
+    await waitReady(x);
+    // Counted from how each initial sync ended, not from the link's phase when readiness latched
+    // (the refused link was still 'connecting' then: the reason used to say 0 unreachable).
+    expect(x.readiness.reason()).toBe("caught up with 1 of 2 peer(s) known at start (1 unreachable)");
+  });
+
   it("forgets a learned peer that stays unreachable longer than --peer-drop-after-ms, also after a restart", async () => {
     const { createLogger } = await import("../../src/telemetry/logger.js");
     const { Writable } = await import("node:stream");
