@@ -34,6 +34,7 @@ import type { SingleFlight } from "./single-flight.js";
 import type { StagingBudget } from "./staging-budget.js";
 import { ATTR, SPAN } from "../telemetry/names.js";
 import { activeContext, endSpan, spanEvent, startSpan, withContext, withSpan, type Context } from "../telemetry/spans.js";
+import { sleep } from "../util/sleep.js";
 
 /** Bodies at least this large get a stream of their own. */
 export const LARGE_BODY_BYTES = 1 << 20;
@@ -390,20 +391,6 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number,
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0) return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
 
 /**
  * Fetches and applies what of `manifests` the store lacks. Resolves when every body has been

@@ -25,6 +25,7 @@ import type { SingleFlight } from "./single-flight.js";
 import type { StagingBudget } from "./staging-budget.js";
 import { readAhead } from "../util/read-ahead.js";
 import { manifestFromPeer } from "./wire.js";
+import { sleep } from "../util/sleep.js";
 
 export type PeerPhase = "connecting" | "bootstrapping" | "following" | "backoff" | "unreachable" | "stopped";
 
@@ -624,22 +625,4 @@ export class PeerLink {
     }
     throw new PeerRpcError("UNAVAILABLE", "peer ended the follow stream");
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
