@@ -8,8 +8,10 @@
  * 512 MiB bootstrap). One slot per lane bounds it: large bodies buffered <= slots.
  *
  * FIFO; a waiting acquire is withdrawn when its signal aborts. Small bodies (batched, read
- * whole, bounded by the staging budget) do not take slots.
+ * whole, bounded by the staging budget) do not take slots. The queue is the shared FIFO
+ * semaphore (util/fifo-semaphore.ts) with weight 1.
  */
+import { FifoSemaphore } from "../util/fifo-semaphore.js";
 
 export interface BodySlotStats {
   readonly slots: number;
@@ -20,56 +22,21 @@ export interface BodySlotStats {
   readonly waits: number;
 }
 
-interface Waiter {
-  readonly grant: () => void;
-}
-
 export class BodySlots {
-  private held = 0;
-  private peak = 0;
-  private waits = 0;
-  private readonly queue: Waiter[] = [];
+  private readonly sem: FifoSemaphore;
 
   constructor(readonly slots: number) {
     if (!Number.isInteger(slots) || slots < 1) throw new RangeError(`body slots: want an integer >= 1, got ${slots}`);
-  }
-
-  private take(): () => void {
-    this.held++;
-    this.peak = Math.max(this.peak, this.held);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.held--;
-      const next = this.queue.shift();
-      next?.grant();
-    };
+    this.sem = new FifoSemaphore(slots);
   }
 
   /** Resolves to the slot's release function (idempotent). Rejects only if the signal aborts. */
-  async acquire(signal?: AbortSignal): Promise<() => void> {
-    signal?.throwIfAborted();
-    if (this.queue.length === 0 && this.held < this.slots) return this.take();
-    this.waits++;
-    return new Promise<() => void>((resolve, reject) => {
-      const waiter: Waiter = {
-        grant: () => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(this.take());
-        },
-      };
-      const onAbort = (): void => {
-        const i = this.queue.indexOf(waiter);
-        if (i >= 0) this.queue.splice(i, 1);
-        reject(signal!.reason);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.queue.push(waiter);
-    });
+  acquire(signal?: AbortSignal): Promise<() => void> {
+    return this.sem.acquire(1, signal);
   }
 
   stats(): BodySlotStats {
-    return { slots: this.slots, held: this.held, peakHeld: this.peak, waiting: this.queue.length, waits: this.waits };
+    const s = this.sem;
+    return { slots: this.slots, held: s.used, peakHeld: s.peak, waiting: s.waiting, waits: s.waits };
   }
 }

@@ -11,72 +11,29 @@
  * client has in flight well below a socket buffer means its writes always complete, so it keeps
  * reading, and the server's writes drain.
  *
- * FIFO; a request larger than the whole window is admitted alone, so nothing waits forever.
+ * FIFO; a request larger than the whole window is admitted alone, so nothing waits forever
+ * (the shared semaphore, util/fifo-semaphore.ts).
  */
+import { FifoSemaphore } from "../util/fifo-semaphore.js";
 
 /** Default bound: a fraction of the smallest socket buffers seen on these paths (~90 KB unread). */
 export const DEFAULT_REQUEST_WINDOW_BYTES = 64 * 1024;
 
-interface Waiter {
-  readonly bytes: number;
-  readonly grant: () => void;
-}
-
 export class RequestWindow {
-  private used = 0;
-  private peak = 0;
-  private waits = 0;
-  private readonly queue: Waiter[] = [];
+  private readonly sem: FifoSemaphore;
 
   constructor(readonly limitBytes: number = DEFAULT_REQUEST_WINDOW_BYTES) {
     if (!(limitBytes > 0)) throw new RangeError(`request window must be > 0 bytes, got ${limitBytes}`);
+    this.sem = new FifoSemaphore(limitBytes);
   }
 
   /** Resolves with a release function once `bytes` fit; rejects with the signal's reason on abort. */
   acquire(bytes: number, signal: AbortSignal): Promise<() => void> {
-    signal.throwIfAborted();
-    if (this.queue.length === 0 && this.fits(bytes)) return Promise.resolve(this.take(bytes));
-    this.waits++;
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        bytes,
-        grant: () => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(this.take(bytes));
-        },
-      };
-      const onAbort = (): void => {
-        const i = this.queue.indexOf(waiter);
-        if (i >= 0) this.queue.splice(i, 1);
-        this.pump();
-        reject(signal.reason);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.queue.push(waiter);
-    });
+    return this.sem.acquire(bytes, signal);
   }
 
   stats(): { limitBytes: number; usedBytes: number; peakBytes: number; waiting: number; waits: number } {
-    return { limitBytes: this.limitBytes, usedBytes: this.used, peakBytes: this.peak, waiting: this.queue.length, waits: this.waits };
-  }
-
-  private fits(bytes: number): boolean {
-    return this.used === 0 || this.used + bytes <= this.limitBytes;
-  }
-
-  private take(bytes: number): () => void {
-    this.used += bytes;
-    this.peak = Math.max(this.peak, this.used);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.used -= bytes;
-      this.pump();
-    };
-  }
-
-  private pump(): void {
-    while (this.queue.length > 0 && this.fits(this.queue[0]!.bytes)) this.queue.shift()!.grant();
+    const s = this.sem;
+    return { limitBytes: this.limitBytes, usedBytes: s.used, peakBytes: s.peak, waiting: s.waiting, waits: s.waits };
   }
 }
