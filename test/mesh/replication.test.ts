@@ -3,50 +3,21 @@
  * real grpc-js peer connections. Synchronisation is by events (feed changes, readiness),
  * never by sleeping; failpoints inject the faults.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ArtifactService, Kind } from "../../src/gen/granary/artifact/v1/artifact_pb.js";
 import type { GranaryNode } from "../../src/node/granary-node.js";
 import { Failpoints } from "../../src/util/failpoints.js";
 import { DEFAULT_LANES } from "../../src/store/options.js";
 import { bytes } from "../helpers/data.js";
 import { freePorts } from "../helpers/ports.js";
-import { makePki, publicClient, putCas, startMeshNode, waitForArtifacts, waitReady, type Pki } from "../helpers/mesh.js";
-import { tempDir } from "../helpers/temp.js";
+import { publicClient, putCas, waitForArtifacts, waitReady } from "../helpers/mesh.js";
+import { useMeshFixture } from "../helpers/mesh-fixture.js";
 
-let pki: Pki;
-let root: string;
-let cleanupRoot: () => Promise<void>;
-const running: GranaryNode[] = [];
-
-beforeAll(async () => {
-  const t = await tempDir("granary-mesh-");
-  root = t.path;
-  cleanupRoot = t.cleanup;
-  pki = await makePki(`${root}/pki`);
-});
-
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((n) => n.close()));
-});
-
-afterAll(async () => {
-  await cleanupRoot?.();
-});
-
-async function node(name: string, peers: GranaryNode[] = [], extra: Partial<Parameters<typeof startMeshNode>[0]> = {}): Promise<GranaryNode> {
-  const n = await startMeshNode({ name, pki, root, peers: peers.map((p) => p.peerAddress), ...extra });
-  running.push(n);
-  return n;
-}
+const { node, uniq, running } = useMeshFixture("granary-mesh-");
 
 async function stop(n: GranaryNode): Promise<void> {
   running.splice(running.indexOf(n), 1);
   await n.close();
-}
-
-let seq = 0;
-function uniq(prefix: string): string {
-  return `${prefix}-${++seq}-${process.pid}`;
 }
 
 describe("live replication", () => {
@@ -344,8 +315,7 @@ describe("membership", () => {
   it("says in its readiness reason how many peers known at start it could not reach", async () => {
     const a = await node(uniq("a"));
     const [deadPort] = await freePorts(1);
-    const x = await startMeshNode({ name: uniq("x"), pki, root, peers: [a.peerAddress, `https://127.0.0.1:${deadPort}`] });
-    running.push(x);
+    const x = await node(uniq("x"), [], { peers: [a.peerAddress, `https://127.0.0.1:${deadPort}`] });
     await waitReady(x);
     // Counted from how each initial sync ended, not from the link's phase when readiness latched
     // (the refused link was still 'connecting' then: the reason used to say 0 unreachable).

@@ -9,9 +9,8 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { ReadBodiesResponse } from "../../src/gen/granary/replication/v1/replication_pb.js";
-import type { GranaryNode } from "../../src/node/granary-node.js";
 import { BODY_CHUNK_BYTES } from "../../src/api/replication-service.js";
 import { BodySlots } from "../../src/replication/body-slots.js";
 import { DEFAULT_LANES } from "../../src/store/options.js";
@@ -19,36 +18,11 @@ import { createGrpcJsPeerClient } from "../../src/transport/peer-client-grpcjs.j
 import type { PeerClient } from "../../src/transport/peer-client.js";
 import { Failpoints } from "../../src/util/failpoints.js";
 import { bytes } from "../helpers/data.js";
-import { makePki, publicClient, putCas, startMeshNode, waitForArtifacts, waitReady, type Pki } from "../helpers/mesh.js";
-import { tempDir } from "../helpers/temp.js";
+import { publicClient, putCas, waitForArtifacts, waitReady } from "../helpers/mesh.js";
+import { useMeshFixture } from "../helpers/mesh-fixture.js";
 
-let pki: Pki;
-let root: string;
-let cleanupRoot: () => Promise<void>;
-const running: GranaryNode[] = [];
-let seq = 0;
-const uniq = (p: string): string => `${p}-${++seq}`;
-
-beforeAll(async () => {
-  const t = await tempDir("granary-bounded-");
-  root = t.path;
-  cleanupRoot = t.cleanup;
-  pki = await makePki(`${root}/pki`);
-});
-
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((n) => n.close()));
-});
-
-afterAll(async () => {
-  await cleanupRoot?.();
-});
-
-async function node(name: string, peers: GranaryNode[] = [], extra: Partial<Parameters<typeof startMeshNode>[0]> = {}): Promise<GranaryNode> {
-  const n = await startMeshNode({ name, pki, root, peers: peers.map((p) => p.peerAddress), ...extra });
-  running.push(n);
-  return n;
-}
+const mesh = useMeshFixture("granary-bounded-");
+const { node, uniq } = mesh;
 
 /**
  * A real grpc-js peer client whose ReadBodies streams are watched: `open` counts streams whose
@@ -60,8 +34,8 @@ async function watchedFactory(
   name: string,
   watch: { open: number; peak: number; streams: number; mutate?: (f: ReadBodiesResponse, streamNo: number) => ReadBodiesResponse },
 ): Promise<(address: string, serverName?: string) => PeerClient> {
-  const c = await pki.cert(name);
-  const tls = { ca: readFileSync(pki.ca), cert: readFileSync(c.cert), key: readFileSync(c.key) };
+  const c = await mesh.pki.cert(name);
+  const tls = { ca: readFileSync(mesh.pki.ca), cert: readFileSync(c.cert), key: readFileSync(c.key) };
   return (address, serverName) => {
     const inner = createGrpcJsPeerClient(address, { tls, idleTimeoutMs: 10_000 }, serverName);
     return {
