@@ -134,9 +134,12 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
           let lieAt: number | undefined;
           let sent = 0;
           let key = "";
+          // A resumed stream starts at the header's offset; B logs where the body was cut.
+          let base = 0;
           for await (const f of inner.readBodies(r, s)) {
             if (f.frame.case === "header") {
               sent = 0;
+              base = Number(f.frame.value.offset);
               key = f.frame.value.manifest?.key ?? "";
               const len = Number(f.frame.value.length);
               lieAt = budget["short-ok"] > 0 && len > 1 && rng.next() < 0.15 ? rng.int(0, len - 1) : undefined;
@@ -145,7 +148,7 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
               if (lieAt !== undefined) budget["short-ok"]--;
             } else if (f.frame.case === "chunk" && lieAt !== undefined && sent + f.frame.value.length > lieAt) {
               if (lieAt > sent) yield { ...f, frame: { case: "chunk", value: f.frame.value.subarray(0, lieAt - sent) } } as ReadBodiesResponse;
-              cuts.push({ kind: "short-ok", key, offset: lieAt });
+              cuts.push({ kind: "short-ok", key, offset: base + lieAt });
               return; // ends the stream "OK", short
             }
             if (f.frame.case === "chunk") sent += f.frame.value.length;
