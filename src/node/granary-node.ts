@@ -19,7 +19,7 @@ import { nodeNameFromUri } from "../certs/node-id.js";
 import type { PeerLink } from "../replication/peer-link.js";
 import { Replicator } from "../replication/replicator.js";
 import { openStore } from "../store/store.js";
-import type { Store, StoreEvent } from "../store/types.js";
+import type { Manifest, Store, StoreEvent } from "../store/types.js";
 import { errFields, type Logger } from "../telemetry/logger.js";
 import { createConnectHandler, kPeerIdentity, resetStream } from "../transport/connect-handler.js";
 import { withSendDeadline } from "../transport/deadlines.js";
@@ -74,6 +74,9 @@ function failpointInterceptors(fp: Failpoints | undefined): Interceptor[] {
   ];
 }
 
+/** Lost bodies kept for repair before replication starts (the repairer's own bound applies after). */
+const MAX_LOST_AT_OPEN = 10_000;
+
 export class GranaryNode {
   readonly readiness = new Readiness();
   private closing: Promise<void> | undefined;
@@ -81,6 +84,8 @@ export class GranaryNode {
   private publicServer: ListeningServer | undefined;
   private peerServer: ListeningServer | undefined;
   private replicator: Replicator | undefined;
+  /** Lost bodies reported before the replicator ran (handed to its repairer when it starts). */
+  private readonly lostBeforeReplication: Manifest[] = [];
   private advertise = "";
   private readonly log: Logger;
   /** Aborted at shutdown: ends Follow streams so the peer listener drains without waiting the grace. */
@@ -104,17 +109,29 @@ export class GranaryNode {
 
   static async start(config: NodeConfig, log: Logger, hooks: NodeHooks = {}): Promise<GranaryNode> {
     const nodeId = config.nodeId ?? (config.tlsCert ? certNodeName(config.tlsCert) : undefined) ?? hostname();
+    // Bodies the store lost (records that failed a check) are fetched again from a peer once
+    // replication runs; those found by the recovery scan at open wait for it here.
+    let node: GranaryNode | undefined;
+    const lostAtOpen: Manifest[] = [];
     const store = await openStore({
       dataDir: config.dataDir,
       nodeId,
       capacityBytes: config.capacityBytes,
       ...(hooks.failpoints ? { failpoints: hooks.failpoints } : {}),
       onEvent: (event: StoreEvent) => {
-        const level = event.type === "corrupt-record" ? "error" : "info";
-        log[level]({ event: `store.${event.type}`, ...event }, `store: ${event.type}`);
+        if (event.type !== "corrupt-record") {
+          log.info({ event: `store.${event.type}`, ...event }, `store: ${event.type}`);
+          return;
+        }
+        const { manifest, ...rest } = event;
+        log.error({ event: "store.corrupt-record", ...rest, ...(manifest ? { digest: manifest.digest, size: manifest.size } : {}) }, `store: corrupt-record${manifest ? " (dropped from the index; to be fetched again from a peer)" : ""}`);
+        if (!manifest) return;
+        if (node) node.lostBody(manifest);
+        else if (lostAtOpen.length < MAX_LOST_AT_OPEN) lostAtOpen.push(manifest);
       },
     });
-    const node = new GranaryNode(config, store, log, hooks);
+    node = new GranaryNode(config, store, log, hooks);
+    node.lostBeforeReplication.push(...lostAtOpen);
     try {
       await node.startOps();
       await node.listen();
@@ -264,6 +281,13 @@ export class GranaryNode {
       onInitialSyncDone: ready,
     });
     await this.replicator.start();
+    for (const m of this.lostBeforeReplication.splice(0)) this.replicator.repairer.enqueue(m);
+  }
+
+  /** The store dropped a record that failed a check: fetch its body again from a peer. */
+  private lostBody(m: Manifest): void {
+    if (this.replicator) this.replicator.repairer.enqueue(m);
+    else if (this.lostBeforeReplication.length < MAX_LOST_AT_OPEN) this.lostBeforeReplication.push(m);
   }
 
   get publicAddress(): HostPort {

@@ -89,6 +89,8 @@ export function createNodeMetrics(source: MetricsSource, options: NodeMetricsOpt
   const stagingWaits = counter(METRIC.stagingWaits, "Body fetches that had to wait for staging budget.");
   const bwLimit = gauge(METRIC.bandwidthLimit, "Configured shared replication bandwidth limit (0 = unlimited).");
   const throttled = counter(METRIC.throttled, "Time replication transfers spent waiting for the bandwidth limiter.");
+  const repairs = counter(METRIC.repairs, "Bodies this node lost (a record that failed a check, dropped from the index) by outcome: repaired (held again), gave_up (no peer had it), refused (too many pending).", ["outcome"]);
+  const repairsPending = gauge(METRIC.repairsPending, "Lost bodies waiting to be fetched again from a peer.");
   const liveBytes = gauge(METRIC.storeLiveBytes, "Bytes of live artifact bodies.");
   const diskBytes = gauge(METRIC.storeDiskBytes, "Bytes the segment files take on disk.");
   const capacity = gauge(METRIC.storeCapacityBytes, "Configured store capacity (0 = unbounded).");
@@ -171,6 +173,12 @@ export function createNodeMetrics(source: MetricsSource, options: NodeMetricsOpt
       bwLimit.set(r.bandwidth.bytesPerSecond);
       throttled.reset();
       throttled.inc(r.bandwidth.throttledTimeMs() / 1000);
+      const rp = r.repairer.stats();
+      repairsPending.set(rp.pending);
+      repairs.reset();
+      repairs.inc({ outcome: "repaired" }, rp.repaired);
+      repairs.inc({ outcome: "gave_up" }, rp.gaveUp);
+      repairs.inc({ outcome: "refused" }, rp.refused);
     }
   }
 

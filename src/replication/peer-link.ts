@@ -19,7 +19,7 @@ import { ATTR, SPAN } from "../telemetry/names.js";
 import { activeContext, endSpan, linkTo, startSpan, withContext } from "../telemetry/spans.js";
 import type { BandwidthLimiter } from "./bandwidth-limiter.js";
 import type { BodySlots } from "./body-slots.js";
-import { fetchBodies, type FetchContext, type FetchProgress, StoreApplyError } from "./fetcher.js";
+import { fetchBodies, type FetchContext, type FetchProgress, type FetchResult, StoreApplyError } from "./fetcher.js";
 import { backoffDelayMs, type RetryPolicy } from "./retry-policy.js";
 import type { SingleFlight } from "./single-flight.js";
 import type { StagingBudget } from "./staging-budget.js";
@@ -196,6 +196,23 @@ export class PeerLink {
     this.deps.client.close();
     await this.running;
     this.setPhase("stopped");
+  }
+
+  /**
+   * True while the link talks to its peer (bootstrapping or following): a repair asked of it
+   * now has a connection to go over.
+   */
+  get connected(): boolean {
+    return this.stats.phase === "following" || this.stats.phase === "bootstrapping";
+  }
+
+  /**
+   * Fetches `manifests` from this peer outside any pass: bodies this node had and lost (a
+   * record that failed a check, see repairer.ts). Uses the link's streams, staging and
+   * single-flight like any fetch; resolves with the outcomes, rejects on a store failure.
+   */
+  repair(manifests: readonly Manifest[]): Promise<FetchResult> {
+    return fetchBodies(this.fetchContext(this.stopper.signal, () => this.progressTicks++), manifests);
   }
 
   private setPhase(phase: PeerPhase, detail?: Record<string, unknown>): void {

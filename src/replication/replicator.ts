@@ -19,6 +19,7 @@ import { DEFAULT_LANES } from "../store/options.js";
 import { BandwidthLimiter } from "./bandwidth-limiter.js";
 import { BodySlots } from "./body-slots.js";
 import { DEFAULT_PEER_LINK_OPTIONS, PeerLink, type PeerLinkOptions } from "./peer-link.js";
+import { Repairer, type RepairerOptions } from "./repairer.js";
 import { SingleFlight } from "./single-flight.js";
 import { StagingBudget } from "./staging-budget.js";
 
@@ -40,6 +41,8 @@ export interface ReplicatorOptions {
   /** A learned peer unreachable for longer than this is dropped. Default 1 hour. */
   readonly peerDropAfterMs?: number;
   readonly linkOptions?: Partial<PeerLinkOptions>;
+  /** Repair settings (tests shorten the retry). Defaults in repairer.ts. */
+  readonly repair?: Partial<Pick<RepairerOptions, "retry" | "maxAttempts" | "maxPending" | "batch">>;
   /** Readiness: called once when the initial catch-up rule holds. */
   readonly onInitialSyncDone: (reason: string) => void;
 }
@@ -64,6 +67,8 @@ export class Replicator {
   readonly bodySlots: BodySlots;
   readonly bandwidth: BandwidthLimiter;
   readonly flights = new SingleFlight<ApplyOutcome | "missing">();
+  /** Fetches bodies this node lost (records that failed a check) again from a peer. */
+  readonly repairer: Repairer;
   private readonly links = new Map<string, LinkEntry>();
   private readonly linkOptions: PeerLinkOptions;
   private readyReported = false;
@@ -98,6 +103,7 @@ export class Replicator {
     this.bodySlots = new BodySlots(opts.bodySlots ?? DEFAULT_LANES);
     this.bandwidth = new BandwidthLimiter(opts.bandwidthBytesPerSecond);
     this.linkOptions = { ...DEFAULT_PEER_LINK_OPTIONS, ...opts.linkOptions };
+    this.repairer = new Repairer({ store: opts.store, links: () => this.allLinks(), log: opts.log, ...opts.repair });
   }
 
   async start(): Promise<void> {
@@ -242,7 +248,10 @@ export class Replicator {
     if (this.closed) return;
     this.closed = true;
     if (this.sweeper) clearInterval(this.sweeper);
+    // Stopping the links ends a repair round under way.
+    const repairs = this.repairer.close();
     await Promise.all([...this.links.values()].map((e) => e.link.stop()));
+    await repairs;
   }
 }
 

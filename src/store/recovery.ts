@@ -12,7 +12,7 @@
  * IndexDb.commitNow.
  */
 import { readdir, stat, truncate, unlink, open as openFile } from "node:fs/promises";
-import { idKeyOf, parseIdKey, rowRecordLength, type IndexDb, type SegmentRow, SYS } from "./index-db.js";
+import { type ArtifactRow, idKeyOf, manifestOfRow, parseIdKey, rowRecordLength, type IndexDb, type SegmentRow, SYS } from "./index-db.js";
 import { recordLength } from "./record-format.js";
 import { parseSegmentFileName, segmentPath, syncDirectory } from "./segment-file.js";
 import { scanSegment } from "./segment-scan.js";
@@ -44,8 +44,17 @@ export interface RecoveryResult {
   readonly nextSegmentId: number;
 }
 
-function reportDropped(ctx: RecoveryContext, idKey: string, segment: number, offset: number, reason: string): void {
-  ctx.emit({ type: "corrupt-record", id: parseIdKey(idKey), segment, offset, reason });
+/** Drops the index entries `entries` of segment `seg` and reports each one that was dropped. */
+function dropAndReport(ctx: RecoveryContext, seg: number, entries: ReadonlyArray<{ off: number; idKey: string }>, reason: string): void {
+  const dropped: Array<{ off: number; idKey: string; row: ArtifactRow }> = [];
+  ctx.index.commitNow((tx) => {
+    for (const e of entries) {
+      const row = tx.dropArtifact(e.idKey, seg, e.off);
+      if (row) dropped.push({ ...e, row });
+    }
+  });
+  // The manifest lets the node fetch the body again from a peer (replication/repairer.ts).
+  for (const { off, idKey, row } of dropped) ctx.emit({ type: "corrupt-record", id: parseIdKey(idKey), segment: seg, offset: off, reason, manifest: manifestOfRow(row) });
 }
 
 /** Drops index entries of `seg` whose record does not fit in `size` bytes. */
@@ -57,10 +66,7 @@ function dropEntriesPastEnd(ctx: RecoveryContext, seg: number, size: number): vo
     doomed.push(entry);
   }
   if (doomed.length === 0) return;
-  const dropped = ctx.index.commitNow((tx) => doomed.filter(({ off, idKey }) => tx.dropArtifact(idKey, seg, off) !== undefined));
-  for (const { off, idKey } of dropped) {
-    reportDropped(ctx, idKey, seg, off, `segment is ${size} bytes, the record runs past its end`);
-  }
+  dropAndReport(ctx, seg, doomed, `segment is ${size} bytes, the record runs past its end`);
 }
 
 async function fsyncFile(path: string): Promise<void> {
@@ -105,8 +111,7 @@ export async function recoverSegments(ctx: RecoveryContext): Promise<RecoveryRes
   for (const id of [...index.segmentIdsInIndex()]) {
     if (files.has(id)) continue;
     const entries = index.entriesInSegment(id);
-    const dropped = index.commitNow((tx) => entries.filter(({ off, idKey }) => tx.dropArtifact(idKey, id, off) !== undefined));
-    for (const { off, idKey } of dropped) reportDropped(ctx, idKey, id, off, "segment file is missing");
+    dropAndReport(ctx, id, entries, "segment file is missing");
   }
   for (const [id] of rows) {
     if (files.has(id)) continue;
@@ -138,7 +143,7 @@ export async function recoverSegments(ctx: RecoveryContext): Promise<RecoveryRes
     // segment (~80,000 small records) left LMDB a free list of ~116,000 pages, and the first
     // thousand writes after it cost ~12 x the CPU of the next (bench §9). A crash between chunks
     // is safe: the checkpoint moves only with the last one, and records already indexed are skipped.
-    const dropped = index.commitNow((tx) => staleEntries.filter(({ off, idKey }) => tx.dropArtifact(idKey, id, off) !== undefined));
+    dropAndReport(ctx, id, staleEntries, "no valid record at the indexed offset after a crash");
     let reindexed = 0;
     for (let first = 0; first < scan.records.length || first === 0; first += REINDEX_CHUNK) {
       const chunk = scan.records.slice(first, first + REINDEX_CHUNK);
@@ -169,10 +174,6 @@ export async function recoverSegments(ctx: RecoveryContext): Promise<RecoveryRes
         return n;
       });
     }
-    const outcome = { dropped, reindexed };
-    for (const { off, idKey } of outcome.dropped) {
-      reportDropped(ctx, idKey, id, off, "no valid record at the indexed offset after a crash");
-    }
     for (const b of scan.bad) {
       ctx.emit({
         type: "corrupt-record",
@@ -185,8 +186,8 @@ export async function recoverSegments(ctx: RecoveryContext): Promise<RecoveryRes
       });
     }
     const truncatedBytes = scan.fileSize - size;
-    if (truncatedBytes > 0 || outcome.reindexed > 0) {
-      ctx.emit({ type: "recovered", segment: id, truncatedBytes, reindexed: outcome.reindexed });
+    if (truncatedBytes > 0 || reindexed > 0) {
+      ctx.emit({ type: "recovered", segment: id, truncatedBytes, reindexed });
     }
     dropEntriesPastEnd(ctx, id, size);
     segments.set(id, { sealed: false, size, lastAccess: row.lastAccess });

@@ -748,6 +748,7 @@ class GranaryStore implements Store {
           segment: row.seg,
           offset: row.off,
           reason: error.message,
+          manifest: manifestOfRow(row),
         });
       }
     } catch {

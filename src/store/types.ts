@@ -63,7 +63,15 @@ export interface StoreOptions {
 
 export type StoreEvent =
   | { readonly type: "recovered"; readonly segment: number; readonly truncatedBytes: number; readonly reindexed: number }
-  | { readonly type: "corrupt-record"; readonly id: ArtifactId; readonly segment: number; readonly offset: number; readonly reason: string }
+  | {
+      readonly type: "corrupt-record";
+      readonly id: ArtifactId;
+      readonly segment: number;
+      readonly offset: number;
+      readonly reason: string;
+      /** Set when an index entry was dropped: what to fetch again from a peer. */
+      readonly manifest?: Manifest;
+    }
   | { readonly type: "evicted"; readonly segment: number; readonly artifacts: number; readonly bytes: number }
   | { readonly type: "feed-trimmed"; readonly floor: number };
 

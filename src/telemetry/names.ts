@@ -98,6 +98,8 @@ export const METRIC = {
   stagingWaits: "granary_staging_waits_total",
   bandwidthLimit: "granary_replication_bandwidth_limit_bytes_per_second",
   throttled: "granary_replication_throttled_seconds_total",
+  repairs: "granary_repairs_total",
+  repairsPending: "granary_repairs_pending",
   storeLiveBytes: "granary_store_live_bytes",
   storeDiskBytes: "granary_store_disk_bytes",
   storeCapacityBytes: "granary_store_capacity_bytes",
