@@ -7,6 +7,7 @@
 import { constants as fsConstants, writeSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
+import type { Failpoints } from "../util/failpoints.js";
 import { GroupSync } from "./group-sync.js";
 
 const SEGMENT_NAME_RE = /^(\d{8,10})\.seg$/;
@@ -63,7 +64,7 @@ export class ActiveSegment {
   readonly #handle: FileHandle;
   #closed = false;
 
-  private constructor(id: number, path: string, handle: FileHandle, size: number) {
+  private constructor(id: number, path: string, handle: FileHandle, size: number, failpoints: Failpoints | undefined) {
     this.id = id;
     this.path = path;
     this.#handle = handle;
@@ -71,13 +72,19 @@ export class ActiveSegment {
     this.syncer = new GroupSync({
       syncedTo: size,
       currentEnd: () => this.size,
-      datasync: () => this.#handle.datasync(),
+      // "store.segment.datasync": a test injects the EIO a failing disk returns here.
+      datasync: failpoints
+        ? async () => {
+            await failpoints.hit("store.segment.datasync", { segment: id });
+            await this.#handle.datasync();
+          }
+        : () => this.#handle.datasync(),
       label: `segment ${segmentFileName(id)}`,
     });
   }
 
   /** Creates a new empty segment file and makes its directory entry durable. */
-  static async create(segmentsDir: string, id: number): Promise<ActiveSegment> {
+  static async create(segmentsDir: string, id: number, failpoints?: Failpoints): Promise<ActiveSegment> {
     const path = segmentPath(segmentsDir, id);
     const handle = await open(path, "wx+", 0o644);
     try {
@@ -86,14 +93,14 @@ export class ActiveSegment {
       await handle.close();
       throw error;
     }
-    return new ActiveSegment(id, path, handle, 0);
+    return new ActiveSegment(id, path, handle, 0, failpoints);
   }
 
   /** Reopens an existing unsealed segment (already scanned and synced) to append after `size`. */
-  static async reopen(segmentsDir: string, id: number, size: number): Promise<ActiveSegment> {
+  static async reopen(segmentsDir: string, id: number, size: number, failpoints?: Failpoints): Promise<ActiveSegment> {
     const path = segmentPath(segmentsDir, id);
     const handle = await open(path, "r+");
-    return new ActiveSegment(id, path, handle, size);
+    return new ActiveSegment(id, path, handle, size, failpoints);
   }
 
   async write(bytes: Uint8Array, position: number): Promise<void> {

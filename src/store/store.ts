@@ -278,7 +278,7 @@ class GranaryStore implements Store {
         store.#segments.set(s.id, { id: s.id, sealed: s.sealed, size: s.size, lastAccess: s.lastAccess, active: undefined, evicting: false, pendingCommits: 0 });
       }
       for (const [i, r] of recovery.reopen.entries()) {
-        const seg = await ActiveSegment.reopen(segmentsDir, r.id, r.size);
+        const seg = await ActiveSegment.reopen(segmentsDir, r.id, r.size, options.failpoints);
         const lane = store.#lanes.lanes[i];
         const info = store.#segments.get(r.id);
         if (lane && info) {
@@ -534,7 +534,7 @@ class GranaryStore implements Store {
     });
     let seg: ActiveSegment;
     try {
-      seg = await ActiveSegment.create(this.#segmentsDir, id);
+      seg = await ActiveSegment.create(this.#segmentsDir, id, this.#opts.failpoints);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === "ENOSPC" || code === "EDQUOT") {

@@ -54,7 +54,8 @@ export interface StoreOptions {
    */
   readonly onEvent?: (event: StoreEvent) => void;
   /**
-   * Test hooks (never set in production): "store.record.write" after each write of a record's
+   * Test hooks (never set in production): "store.segment.datasync" before each fdatasync of a
+   * segment (an error there is a failed fdatasync), "store.record.write" after each write of a record's
    * bytes (mid-record: the prefix is written last), "store.put.before-index" after the data
    * fdatasync and before the index commit. Default none.
    */
