@@ -64,10 +64,15 @@ export interface ChaosContext {
   log(msg: string): void;
 }
 
-export function chaosContext(name: string): ChaosContext {
+/**
+ * `part` names a second test of one scenario file: it gets its own seed and result file
+ * (`<name>.<part>.json`); the replay still runs the whole file.
+ */
+export function chaosContext(name: string, part?: string): ChaosContext {
   const mode: ChaosMode = process.env["CHAOS_MODE"] === "full" ? "full" : "smoke";
   const runSeed = process.env["CHAOS_SEED"] ?? "0";
-  const seed = `${runSeed}/${name}`;
+  const seed = part ? `${runSeed}/${name}/${part}` : `${runSeed}/${name}`;
+  const label = part ? `${name}.${part}` : name;
   const dir = process.env["CHAOS_RESULTS_DIR"];
   const startedAt = new Date();
   return {
@@ -81,7 +86,7 @@ export function chaosContext(name: string): ChaosContext {
       if (!dir) return;
       mkdirSync(dir, { recursive: true });
       const out = {
-        scenario: name,
+        scenario: label,
         mode,
         runSeed,
         seed,
@@ -90,10 +95,10 @@ export function chaosContext(name: string): ChaosContext {
         durationMs: Date.now() - startedAt.getTime(),
         ...result,
       };
-      writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(out, null, 2)}\n`);
+      writeFileSync(join(dir, `${label}.json`), `${JSON.stringify(out, null, 2)}\n`);
     },
     log(msg) {
-      process.stdout.write(`[${name}] ${msg}\n`);
+      process.stdout.write(`[${label}] ${msg}\n`);
     },
   };
 }

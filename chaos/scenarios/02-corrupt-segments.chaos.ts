@@ -7,6 +7,12 @@
  * compared with that slice of the body). Oracle: a read of a damaged body ends in an error or
  * NotFound (dropped), never OK with other bytes — a range read too, wherever the damage lies in
  * the record; undamaged artifacts read back byte for byte; a dropped record stays absent.
+ *
+ * Then the same damage on a node of a two-node mesh, while it serves: bits flipped in the bodies
+ * of records node B holds (replicated from A). Oracle: every read of a damaged body through B's
+ * public API ends in an error, never OK with other bytes; each damaged record is dropped and
+ * fetched again from A by B's repairer (re-fetches counted by B), after which all of B's
+ * artifacts read back byte for byte.
  */
 import { createHash } from "node:crypto";
 import { open as openFile, readdir, readFile, truncate, stat } from "node:fs/promises";
@@ -15,7 +21,8 @@ import { expect, it } from "vitest";
 import { NotFoundError } from "../../src/store/errors.js";
 import { openStore } from "../../src/store/store.js";
 import type { Store } from "../../src/store/types.js";
-import { bodyBytes, digestOf } from "../lib/artifacts.js";
+import { makePki, publicClient, startMeshNode, waitForArtifacts } from "../../test/helpers/mesh.js";
+import { bodyBytes, digestOf, getCas, putCasBody } from "../lib/artifacts.js";
 import { chaosContext, Violations, type Rng } from "../lib/context.js";
 import { scratch } from "../lib/nodes.js";
 
@@ -23,6 +30,9 @@ const ctx = chaosContext("02-corrupt-segments");
 const ROUNDS = ctx.size(12, 120);
 const ARTIFACTS_PER_ROUND = ctx.size(300, 400);
 const NS = "corrupt";
+const meshCtx = chaosContext("02-corrupt-segments", "mesh");
+const MESH_ROUNDS = ctx.size(2, 10);
+const MESH_ARTIFACTS_PER_ROUND = ctx.size(60, 300);
 
 async function* once(b: Uint8Array): AsyncGenerator<Uint8Array> {
   yield b;
@@ -32,6 +42,8 @@ interface RecordLoc {
   readonly file: string;
   readonly offset: number;
   readonly bodyStart: number;
+  /** End of the body (the trailer follows). */
+  readonly bodyEnd: number;
   readonly end: number;
   readonly key: string;
 }
@@ -47,7 +59,7 @@ async function records(file: string): Promise<RecordLoc[]> {
     const end = off + 32 + bodyLen + trailerLen;
     if (end > buf.length) break;
     const trailer = JSON.parse(buf.toString("utf8", off + 32 + bodyLen, end)) as { key: string };
-    out.push({ file, offset: off, bodyStart: off + 32, end, key: trailer.key });
+    out.push({ file, offset: off, bodyStart: off + 32, bodyEnd: off + 32 + bodyLen, end, key: trailer.key });
     off = end;
   }
   return out;
@@ -206,4 +218,79 @@ it("every read of a damaged record ends in an error, never OK with other bytes",
   expect(v.list).toEqual([]);
   expect(counts.damagedReads).toBeGreaterThan(0);
   expect(ranges.damagedRangeReads).toBeGreaterThan(0);
+});
+
+it("a damaged record on a serving mesh node is answered with an error, then fetched again from its peer", async () => {
+  const v = new Violations();
+  const rng = meshCtx.rng;
+  const dir = await scratch("corrupt-mesh");
+  const counts = { artifacts: 0, damaged: 0, damagedReads: 0, damagedReadErrors: 0, okReadsWithOtherBytes: 0, refetchedFromPeer: 0, readsAfterRepair: 0, readsAfterRepairWrong: 0 };
+  const errorCodes: Record<string, number> = {};
+  const pki = await makePki(join(dir.path, "pki"));
+  const a = await startMeshNode({ name: "a", pki, root: dir.path, hooks: { processMetrics: false } });
+  const b = await startMeshNode({ name: "b", pki, root: dir.path, peers: [a.peerAddress], hooks: { processMetrics: false } });
+  const connA = publicClient(a);
+  const connB = publicClient(b);
+  try {
+    for (let round = 0; round < MESH_ROUNDS; round++) {
+      const bodies = new Map<string, Uint8Array>();
+      for (let i = 0; i < MESH_ARTIFACTS_PER_ROUND; i++) {
+        const body = bodyBytes({ seed: rng.u32(), size: rng.int(1 << 10, 256 << 10) });
+        bodies.set(await putCasBody(connA, NS, body), body);
+      }
+      counts.artifacts += bodies.size;
+      await waitForArtifacts(b, NS, [...bodies.keys()], AbortSignal.timeout(120_000));
+
+      // Flip one bit in the body of about a third of this round's records on B.
+      const segDir = join(b.config.dataDir, "segments");
+      const recs: RecordLoc[] = [];
+      for (const f of (await readdir(segDir)).filter((n) => n.endsWith(".seg"))) recs.push(...(await records(join(segDir, f))));
+      const damaged = new Set<string>();
+      for (const r of recs) {
+        if (!bodies.has(r.key) || damaged.has(r.key) || rng.next() >= 0.35) continue;
+        await flipBit(r.file, r.bodyStart + rng.int(0, r.bodyEnd - r.bodyStart - 1), rng);
+        damaged.add(r.key);
+      }
+      counts.damaged += damaged.size;
+      const repairedBefore = b.replication?.repairer.stats().repaired ?? 0;
+
+      for (const key of damaged) {
+        const r = await getCas(connB, NS, key);
+        counts.damagedReads++;
+        if (r.kind === "ok") {
+          counts.okReadsWithOtherBytes++;
+          v.check(false, `round ${round}: damaged ${key} read OK from B (${r.length} B hashing to ${r.digest})`);
+        } else {
+          counts.damagedReadErrors++;
+          errorCodes[r.code] = (errorCodes[r.code] ?? 0) + 1;
+        }
+      }
+      // Every damaged record comes back on B, fetched from A (the repairer settles its count
+      // once the round that fetched it ends).
+      await waitForArtifacts(b, NS, [...damaged], AbortSignal.timeout(120_000));
+      await b.replication?.repairer.idle();
+      const refetched = (b.replication?.repairer.stats().repaired ?? 0) - repairedBefore;
+      counts.refetchedFromPeer += refetched;
+      v.check(refetched === damaged.size, `round ${round}: ${damaged.size} records damaged, ${refetched} re-fetched from the peer`);
+      for (const [key, body] of bodies) {
+        const r = await getCas(connB, NS, key);
+        counts.readsAfterRepair++;
+        if (r.kind !== "ok" || r.digest !== key || r.length !== body.length) {
+          counts.readsAfterRepairWrong++;
+          v.check(false, `round ${round}: after repair B serves ${key} as ${JSON.stringify(r)}`);
+        }
+      }
+    }
+  } finally {
+    connA.close();
+    connB.close();
+    await b.close();
+    await a.close();
+    await dir.cleanup();
+  }
+  const figures = { rounds: MESH_ROUNDS, ...counts, errorCodes, damagedReadsEndingInErrorPct: counts.damagedReads === 0 ? 0 : (100 * counts.damagedReadErrors) / counts.damagedReads, refetchedPct: counts.damaged === 0 ? 0 : (100 * counts.refetchedFromPeer) / counts.damaged };
+  meshCtx.record({ passed: v.list.length === 0 && counts.damaged > 0, figures, violations: v.list });
+  meshCtx.log(JSON.stringify(figures));
+  expect(v.list).toEqual([]);
+  expect(counts.damaged).toBeGreaterThan(0);
 });

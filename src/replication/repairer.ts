@@ -74,6 +74,7 @@ export class Repairer {
   #timerDueMs = Infinity;
   #round: Promise<void> | undefined;
   #closed = false;
+  readonly #idleWaiters: Array<() => void> = [];
 
   constructor(opts: RepairerOptions) {
     this.#opts = opts;
@@ -85,6 +86,16 @@ export class Repairer {
 
   stats(): RepairStats {
     return { pending: this.#pending.size, repaired: this.#repaired, gaveUp: this.#gaveUp, refused: this.#refused };
+  }
+
+  /** Resolves once no repair is pending and no round runs (tests and tools wait on it). */
+  idle(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #isIdle(): boolean {
+    return this.#pending.size === 0 && this.#round === undefined;
   }
 
   /** A body this node lost: fetch it again from a peer. */
@@ -132,6 +143,7 @@ export class Repairer {
         .finally(() => {
           this.#round = undefined;
           this.#scheduleNext();
+          if (this.#isIdle()) for (const resolve of this.#idleWaiters.splice(0)) resolve();
         });
     }, delayMs);
     this.#timer.unref();

@@ -190,6 +190,7 @@ describe("Repairer rules (fake links)", () => {
     await vi.advanceTimersByTimeAsync(100);
     expect(p.calls).toEqual([["k1"]]);
     expect(r.stats()).toEqual({ pending: 0, repaired: 2, gaveUp: 0, refused: 0 });
+    await r.idle();
     await r.close();
   });
 
