@@ -171,6 +171,8 @@ class GranaryStore implements Store {
   readonly #waiters = new FeedWaiters();
   readonly #hlc: HybridClock;
   readonly #segments = new Map<number, SegmentInfo>();
+  /** Rows dropped after a failed check whose index commit is still in flight (#liveRow). */
+  readonly #dropping = new Map<string, ArtifactRow>();
   #nextSegmentId: number;
   #accessTick: number;
   #accessDirty = false;
@@ -666,8 +668,19 @@ class GranaryStore implements Store {
     return this.#hasValid(validateManifest(manifest), manifest);
   }
 
-  #hasValid(idKey: string, m: Manifest): boolean {
+  /**
+   * The index row of `idKey`, unless a failed check is dropping it: a drop's index commit is
+   * asynchronous, and the record must read as absent from the moment the check failed.
+   */
+  #liveRow(idKey: string): ArtifactRow | undefined {
     const row = this.#index.artifact(idKey);
+    if (!row) return undefined;
+    const dropping = this.#dropping.get(idKey);
+    return dropping && dropping.seg === row.seg && dropping.off === row.off ? undefined : row;
+  }
+
+  #hasValid(idKey: string, m: Manifest): boolean {
+    const row = this.#liveRow(idKey);
     if (!row) return false;
     if (m.kind === "cas") return true;
     return compareWrites({ version: BigInt(row.version), origin: row.origin }, m) >= 0;
@@ -675,14 +688,14 @@ class GranaryStore implements Store {
 
   stat(id: ArtifactId): Manifest | undefined {
     this.#assertOpen();
-    const row = this.#index.artifact(validateId(id));
+    const row = this.#liveRow(validateId(id));
     return row ? manifestOfRow(row) : undefined;
   }
 
   read(id: ArtifactId, options: ReadOptions = {}): BodyRead {
     this.#assertOpen();
     const idKey = validateId(id);
-    const row = this.#index.artifact(idKey);
+    const row = this.#liveRow(idKey);
     if (!row) throw new NotFoundError(`${displayId(id)} is not stored on this node`);
     const offset = options.offset ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0 || offset > row.size) {
@@ -739,6 +752,8 @@ class GranaryStore implements Store {
 
   /** Reports a record that failed a check and removes it from the index (no feed entry). */
   async #dropCorrupt(idKey: string, row: ArtifactRow, error: CorruptRecordError): Promise<Error> {
+    // Absent at once (this runs before the caller's first await), durable once committed.
+    this.#dropping.set(idKey, row);
     try {
       const dropped = await this.#index.commit((tx) => tx.dropArtifact(idKey, row.seg, row.off));
       if (dropped) {
@@ -753,6 +768,8 @@ class GranaryStore implements Store {
       }
     } catch {
       // The store is closing or the index failed: the next open re-checks the segment.
+    } finally {
+      if (this.#dropping.get(idKey) === row) this.#dropping.delete(idKey);
     }
     return error;
   }
