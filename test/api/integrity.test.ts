@@ -5,7 +5,7 @@
  * (offset/limit) is held to the same rule as a full read: the whole record's CRC is checked
  * before the range's last chunk is sent.
  */
-import { open, readdir, readFile, stat, truncate } from "node:fs/promises";
+import { readdir, stat, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -16,6 +16,7 @@ import { silentLogger } from "../../src/telemetry/logger.js";
 import { connectPublic, type PublicConnection } from "../../src/transport/public-client.js";
 import { bytes } from "../helpers/data.js";
 import { putCas } from "../helpers/mesh.js";
+import { flipByte, locateBody } from "../helpers/segments.js";
 import { tempDir } from "../helpers/temp.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -55,28 +56,7 @@ it("answers NOT_FOUND, never a short body, for a record its segment no longer co
   expect(s.results[0]?.manifest).toBeUndefined();
 });
 
-/** Finds where `body` starts in the node's segment files (its first 64 bytes are unique). */
-async function locateBody(dataDir: string, body: Uint8Array): Promise<{ path: string; at: number }> {
-  const segments = join(dataDir, "segments");
-  for (const f of (await readdir(segments)).filter((n) => n.endsWith(".seg"))) {
-    const path = join(segments, f);
-    const at = (await readFile(path)).indexOf(body.subarray(0, 64));
-    if (at >= 0) return { path, at };
-  }
-  throw new Error("body not found in any segment");
-}
 
-async function flipByte(path: string, at: number): Promise<void> {
-  const handle = await open(path, "r+");
-  try {
-    const one = Buffer.alloc(1);
-    await handle.read(one, 0, 1, at);
-    one[0] = (one[0] ?? 0) ^ 0x20;
-    await handle.write(one, 0, 1, at);
-  } finally {
-    await handle.close();
-  }
-}
 
 async function rangeGet(conn: PublicConnection, key: string, offset: number, limit: number): Promise<{ bytes: Buffer; error: unknown }> {
   const parts: Uint8Array[] = [];

@@ -5,8 +5,7 @@
  * byte for byte without waiting for a bootstrap pass. The repairer's rules (which peer, what
  * waits, what is given up, the bound) are unit-tested with fake links at the end.
  */
-import { open, readdir, readFile, truncate } from "node:fs/promises";
-import { join } from "node:path";
+import { truncate } from "node:fs/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ArtifactService, Kind } from "../../src/gen/granary/artifact/v1/artifact_pb.js";
@@ -20,6 +19,7 @@ import { bytes } from "../helpers/data.js";
 import { eventLog } from "../helpers/log-events.js";
 import { useMeshFixture } from "../helpers/mesh-fixture.js";
 import { publicClient, putCas, waitForArtifacts } from "../helpers/mesh.js";
+import { flipByte, locateBody } from "../helpers/segments.js";
 
 const mesh = useMeshFixture("granary-repair-");
 
@@ -33,27 +33,7 @@ async function readAll(conn: PublicConnection, ns: string, key: string): Promise
   return { body: Buffer.concat(parts), error: undefined };
 }
 
-/** Where `body` starts in a data dir's segment files (its first 64 bytes are unique). */
-async function locate(dataDir: string, body: Uint8Array): Promise<{ path: string; at: number }> {
-  const dir = join(dataDir, "segments");
-  for (const f of (await readdir(dir)).filter((n) => n.endsWith(".seg"))) {
-    const at = (await readFile(join(dir, f))).indexOf(body.subarray(0, 64));
-    if (at >= 0) return { path: join(dir, f), at };
-  }
-  throw new Error("body not found in any segment");
-}
 
-async function flipByte(path: string, at: number): Promise<void> {
-  const h = await open(path, "r+");
-  try {
-    const one = Buffer.alloc(1);
-    await h.read(one, 0, 1, at);
-    one[0] = (one[0] ?? 0) ^ 0x01;
-    await h.write(one, 0, 1, at);
-  } finally {
-    await h.close();
-  }
-}
 
 async function meshWith(ns: string, bodies: Uint8Array[], bName: string, bLog: ReturnType<typeof eventLog>): Promise<{ a: GranaryNode; b: GranaryNode; keys: string[] }> {
   const a = await mesh.node(mesh.uniq("a"));
@@ -74,7 +54,7 @@ describe("repair of lost bodies from a peer", () => {
     const bodies = [bytes(1, 1 << 20), bytes(2, 3 << 20), bytes(3, 200_000)];
     const bLog = eventLog();
     const { b, keys } = await meshWith("crc", bodies, mesh.uniq("b"), bLog);
-    const where = await locate(b.config.dataDir, bodies[1]!);
+    const where = await locateBody(b.config.dataDir, bodies[1]!);
     await flipByte(where.path, where.at + 2_500_000);
 
     const cb = publicClient(b);
@@ -103,7 +83,7 @@ describe("repair of lost bodies from a peer", () => {
     mesh.running.splice(mesh.running.indexOf(b), 1);
     // Cut the segment holding the first body in the middle of it: that record and any after it
     // in the same segment run past the end.
-    const where = await locate(dataDir, bodies[0]!);
+    const where = await locateBody(dataDir, bodies[0]!);
     await truncate(where.path, where.at + 1_000_000);
 
     const log = eventLog();
