@@ -24,7 +24,8 @@ import { killAll, startNode } from "../lib/processes.js";
 const ctx = chaosContext("13-soak");
 const DURATION_MS = Number(process.env["CHAOS_SOAK_MS"] ?? ctx.size(30_000, 600_000));
 const CLIENTS = 64;
-const TARGET_OPS = 1000;
+// CHAOS_SOAK_OPS offers another rate (a rate the mesh sustains separates a leak from a backlog).
+const TARGET_OPS = Number(process.env["CHAOS_SOAK_OPS"] ?? 1000);
 const NS = "soak";
 afterAll(killAll);
 
@@ -32,6 +33,21 @@ async function rss(pid: number): Promise<number> {
   const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) * 1024 : 0;
 }
+/** JS heap used and external (Buffer) memory of a node, from its ops listener's /metrics. */
+async function heap(opsAddress: string | undefined): Promise<{ heap: number; external: number }> {
+  if (!opsAddress) return { heap: 0, external: 0 };
+  try {
+    const text = await (await fetch(`http://${opsAddress}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const metric = (name: string): number => Number(new RegExp(`^${name} (\\S+)`, "m").exec(text)?.[1] ?? 0);
+    return { heap: metric("nodejs_heap_size_used_bytes"), external: metric("nodejs_external_memory_bytes") };
+  } catch {
+    return { heap: 0, external: 0 };
+  }
+}
+const opsAddressOf = (lines: readonly string[]): string | undefined => {
+  for (const l of lines) if (l.includes('"event":"listening"')) return (JSON.parse(l) as { opsAddress?: string }).opsAddress;
+  return undefined;
+};
 const du = (path: string): number => Number(execFileSync("du", ["-sb", path]).toString().split("\t")[0]);
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
@@ -43,7 +59,8 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
     const pki = await makePki(join(dir.path, "pki"));
     const ca = await pki.cert("a");
     const cb = await pki.cert("b");
-    const tls = (c: { cert: string; key: string }): string[] => ["--tls-ca", pki.ca, "--tls-cert", c.cert, "--tls-key", c.key, "--peer-listen", "127.0.0.1:0"];
+    // Each node's ops listener on a free port: its /metrics splits RSS into JS heap and external memory.
+    const tls = (c: { cert: string; key: string }): string[] => ["--tls-ca", pki.ca, "--tls-cert", c.cert, "--tls-key", c.key, "--peer-listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"];
     const a = await startNode(["--data-dir", join(dir.path, "a"), ...tls(ca)]);
     await a.waitReady();
     const b = await startNode(["--data-dir", join(dir.path, "b"), ...tls(cb), "--peers", a.peerAddress!]);
@@ -89,14 +106,17 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
     };
-    const samples: Array<{ t: number; rssA: number; rssB: number; duA: number; duB: number; lagB: number }> = [];
+    const opsA = opsAddressOf(a.lines);
+    const opsB = opsAddressOf(b.lines);
+    const samples: Array<{ t: number; rssA: number; rssB: number; heapA: number; heapB: number; extA: number; extB: number; duA: number; duB: number; lagB: number }> = [];
     let sampling = true;
     const sampler = (async () => {
       for (let i = 0; i < 100_000 && sampling; i++) {
         await new Promise((r) => setTimeout(r, 5000));
         const s = await statusB.client(NodeService).getStatus({}).catch(() => undefined);
         const lag = Math.max(0, ...(s?.status?.peers ?? []).map((p) => Number(p.lagChanges)));
-        samples.push({ t: Date.now() - started, rssA: await rss(a.proc.pid!), rssB: await rss(b.proc.pid!), duA: du(join(dir.path, "a")), duB: du(join(dir.path, "b")), lagB: lag });
+        const [ha, hb] = [await heap(opsA), await heap(opsB)];
+        samples.push({ t: Date.now() - started, rssA: await rss(a.proc.pid!), rssB: await rss(b.proc.pid!), heapA: ha.heap, heapB: hb.heap, extA: ha.external, extB: hb.external, duA: du(join(dir.path, "a")), duB: du(join(dir.path, "b")), lagB: lag });
       }
     })();
     await Promise.all(Array.from({ length: CLIENTS }, (_, i) => loop(i)));
@@ -137,7 +157,7 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
     }
     const warm = samples.filter((s) => s.t > elapsed * 0.2);
     const half = Math.floor(warm.length / 2);
-    const drift = (key: "rssA" | "rssB"): number => {
+    const drift = (key: "rssA" | "rssB" | "heapA" | "heapB" | "extA" | "extB"): number => {
       const first = median(warm.slice(0, half).map((s) => s[key]));
       const second = median(warm.slice(half).map((s) => s[key]));
       return first === 0 ? 0 : (second - first) / first;
@@ -164,6 +184,9 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
       bytesWritten,
       dataDirGrowthBytes: { a: growthA, b: growthB },
       rssDriftSecondHalfVsFirst: { a: Number(driftA.toFixed(3)), b: Number(driftB.toFixed(3)) },
+      // The same drift of the JS heap and of external memory: RSS that follows the heap is objects kept (a backlog or a leak).
+      heapDriftSecondHalfVsFirst: { a: Number(drift("heapA").toFixed(3)), b: Number(drift("heapB").toFixed(3)) },
+      externalDriftSecondHalfVsFirst: { a: Number(drift("extA").toFixed(3)), b: Number(drift("extB").toFixed(3)) },
       rssMaxBytes: { a: Math.max(...samples.map((s) => s.rssA)), b: Math.max(...samples.map((s) => s.rssB)) },
       maxLagChanges: maxLag,
       bCaughtUpAfterLoadMs: catchUpMs,
