@@ -2,7 +2,8 @@
  * Scenario 6 — stalled versus slow. Node B bootstraps 16 large bodies from node A over one
  * connection; one of them stalls mid-body (failpoint: the serving side stops sending). Oracle:
  * B's per-message idle deadline cuts that stream within idle + 2 s and never before idle − 10 %,
- * the other 15 bodies complete meanwhile, B's NodeService.GetStatus reports the peer
+ * the other 15 bodies complete meanwhile at >= 80 % of the throughput a baseline run (same 16
+ * bodies, nothing stalled) had (asserted at full size), B's NodeService.GetStatus reports the peer
  * `stalled` during the stall, and the stalled body is fetched on the retry. Then a body served
  * at ~1 MB/s (a sleep before each 1 MiB chunk) for several idle timeouts completes (no total
  * cap) while the status never says `stalled`.
@@ -125,6 +126,19 @@ it("the idle deadline cuts only the stalled stream, status says stalled; a slow 
   for (const b of bodies) digests.push(await putCasBody(conn, NS, bodyBytes(b)));
   const stalledKey = rng.pick(digests);
   const stallAtChunk = rng.int(1, Math.floor(BODY_BYTES / (1 << 20)) - 1);
+  const tlsB = { ca: readFileSync(pki.ca), cert: readFileSync((await pki.cert("b")).cert), key: readFileSync((await pki.cert("b")).key) };
+  const retry = { initialMs: 200, maxMs: 2000, multiplier: 2, jitter: 0.2 };
+
+  // Baseline: the same 16 bodies to a fresh node with nothing stalled, same settings.
+  const baseStarted = Date.now();
+  const b0 = await startMeshNode({ name: "b0", pki, root: dir.path, peers: [a.peerAddress], config: { idleTimeoutMs: IDLE_MS }, hooks: { replication: { retry }, processMetrics: false } });
+  try {
+    await waitForArtifacts(b0, NS, digests, AbortSignal.timeout(ctx.size(120_000, 600_000)));
+  } finally {
+    await b0.close();
+  }
+  const baselineMs = Date.now() - baseStarted;
+  const baselineBytesPerSecond = (16 * BODY_BYTES) / (baselineMs / 1000);
 
   let stallStartMs = 0;
   let stallsDone = 0;
@@ -136,10 +150,10 @@ it("the idle deadline cuts only the stalled stream, status says stalled; a slow 
     await new Promise((r) => setTimeout(r, IDLE_MS * 4));
   });
 
-  const tlsB = { ca: readFileSync(pki.ca), cert: readFileSync((await pki.cert("b")).cert), key: readFileSync((await pki.cert("b")).key) };
   const watch = watchedPeerClients(tlsB, IDLE_MS, () => stallStartMs);
   const logB = captureLog();
-  const b = await startMeshNode({ name: "b", pki, root: dir.path, peers: [a.peerAddress], config: { idleTimeoutMs: IDLE_MS }, hooks: { peerClientFactory: watch.factory, replication: { retry: { initialMs: 200, maxMs: 2000, multiplier: 2, jitter: 0.2 } }, processMetrics: false }, log: logB.log });
+  const stallRunStarted = Date.now();
+  const b = await startMeshNode({ name: "b", pki, root: dir.path, peers: [a.peerAddress], config: { idleTimeoutMs: IDLE_MS }, hooks: { peerClientFactory: watch.factory, replication: { retry }, processMetrics: false }, log: logB.log });
   cleanups.push(() => b.close());
   const statusConn = publicClient(b);
   const status = statusConn.client(NodeService);
@@ -160,13 +174,22 @@ it("the idle deadline cuts only the stalled stream, status says stalled; a slow 
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
+  // The 15 others' throughput while one stream is stalled, against the baseline's.
+  const others = digests.filter((d) => d !== stalledKey);
+  let othersMs = -1;
+  const othersHeld = waitForArtifacts(b, NS, others, limit).then(() => (othersMs = Date.now() - stallRunStarted));
   try {
     await waitReady(b, limit);
     await waitForArtifacts(b, NS, digests, limit);
+    await othersHeld;
   } finally {
     polling = false;
     await poller;
   }
+  const othersBytesPerSecond = (others.length * BODY_BYTES) / (othersMs / 1000);
+  const othersVsBaseline = othersBytesPerSecond / baselineBytesPerSecond;
+  // A throughput ratio on 2 shared cores is noise at smoke size (6 MiB bodies, ~1 s); asserted at full size.
+  if (ctx.mode === "full") v.check(othersVsBaseline >= 0.8, `the 15 other streams ran at ${(othersVsBaseline * 100).toFixed(0)} % of the baseline's throughput (>= 80 % asked)`);
 
   // When did the deadline fire? The wrapped client saw it (B then fails the body, or resumes it
   // where it was cut; either way it is fetched).
@@ -235,6 +258,11 @@ it("the idle deadline cuts only the stalled stream, status says stalled; a slow 
     stalledBodyOutcome: String(stalledOutcome?.["event"] ?? "none"),
     deadlineWindowMs: [Math.round(IDLE_MS * 0.9), IDLE_MS + 2000],
     otherBodiesFailedDuringStall: otherFailures,
+    baselineMs,
+    baselineBytesPerSecond: Math.round(baselineBytesPerSecond),
+    othersHeldMs: othersMs,
+    othersBytesPerSecond: Math.round(othersBytesPerSecond),
+    othersVsBaseline: Number(othersVsBaseline.toFixed(3)),
     statusPollsDuringBootstrap: polls.total,
     statusPollsSayingStalled: polls.stalledTrue,
     firstStalledStatusAfterStallMs: polls.firstStalledAfterStallMs,
@@ -246,7 +274,7 @@ it("the idle deadline cuts only the stalled stream, status says stalled; a slow 
     slowStatusPollsSayingStalled: slowPolls.stalledTrue,
     oracleReads,
   };
-  recordMerged(figures, v.list, ["The 15 other streams' throughput is not compared against a baseline run (not measured)."]);
+  recordMerged(figures, v.list, ctx.mode === "full" ? [] : ["The 15 other streams' throughput against the baseline is reported, asserted (>= 0.8) at full size only."]);
   ctx.log(JSON.stringify(figures));
   expect(v.list).toEqual([]);
 });
