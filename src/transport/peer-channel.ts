@@ -27,7 +27,7 @@
  * bound grpc-js's own reconnect pacing in between.
  */
 import { X509Certificate } from "node:crypto";
-import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import { checkServerIdentity, connect as tlsConnect, type PeerCertificate } from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { InvalidOptionError, TransportError } from "./errors.js";
@@ -169,6 +169,58 @@ export class ConnectTimeoutError extends TransportError {
   constructor(readonly target: string, readonly timeoutMs: number, options?: { cause?: unknown }) {
     super("CONNECT_TIMEOUT", `could not connect to ${target} within ${timeoutMs} ms`, options);
   }
+}
+
+/**
+ * Why a dial to `target` ("host:port") fails, found with one TLS handshake of our own: grpc-js
+ * reports every failed connect as "Failed to connect before the deadline", whether the port
+ * refused, the peer's certificate is not signed by the mesh CA, or the peer refused ours, and an
+ * operator must be told which. Resolves with the reason, or undefined when TCP, TLS (both ways)
+ * and ALPN h2 all succeed (the failure lies above TLS). Never rejects.
+ */
+export function diagnoseDial(target: string, tls: PeerTlsPem, options: PeerChannelOptions = {}, timeoutMs = 3000): Promise<string | undefined> {
+  const o = resolvePeerChannelOptions(options);
+  const m = /^(?:dns:)?(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(target);
+  if (!m) return Promise.resolve(`cannot parse ${target} as host:port`);
+  const host = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  return new Promise((resolve) => {
+    let settled = false;
+    const socket = tlsConnect({
+      host,
+      port,
+      ca: tls.ca,
+      cert: tls.cert,
+      key: tls.key,
+      servername: o.serverName,
+      ALPNProtocols: ["h2"],
+      checkServerIdentity: peerServerIdentityCheck(o.expectNodeName),
+    });
+    const done = (why: string | undefined): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(why);
+    };
+    const timer = setTimeout(() => done(`no TLS handshake within ${timeoutMs} ms`), timeoutMs);
+    socket.once("error", (e: NodeJS.ErrnoException) => done(`${e.code && !e.message.includes(e.code) ? `${e.code}: ` : ""}${e.message}`));
+    let handshaken = false;
+    socket.once("secureConnect", () => {
+      handshaken = true;
+      if (socket.alpnProtocol !== "h2") return done("the peer did not agree to HTTP/2 (ALPN)");
+      // With TLS 1.3 the server checks our certificate after our side of the handshake is done:
+      // its refusal (an alert, or Node closing the socket) arrives just after. Give it time.
+      setTimeout(() => done(undefined), Math.min(500, timeoutMs)).unref();
+    });
+    socket.once("close", () =>
+      done(
+        handshaken
+          ? "the peer closed the connection right after the TLS handshake: it refused our certificate (not signed by a CA it trusts, or expired)"
+          : "the peer closed the connection during the TLS handshake",
+      ),
+    );
+  });
 }
 
 /**

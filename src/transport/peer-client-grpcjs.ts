@@ -14,7 +14,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ReplicationService, type ReadBodiesRequestSchema } from "../gen/granary/replication/v1/replication_pb.js";
 import { idleTimeout, IdleTimeoutError } from "./deadlines.js";
-import { createPeerGrpcClient, DEFAULT_PEER_CONNECT_TIMEOUT_MS, waitForChannelReady, type PeerChannelOptions, type PeerTlsPem } from "./peer-channel.js";
+import { createPeerGrpcClient, DEFAULT_PEER_CONNECT_TIMEOUT_MS, diagnoseDial, waitForChannelReady, type PeerChannelOptions, type PeerTlsPem } from "./peer-channel.js";
 import { RequestWindow } from "./request-window.js";
 import { PeerRpcError, type PeerClient, type PeerRpcCode, type PeerStreamCounters } from "./peer-client.js";
 import { ATTR } from "../telemetry/names.js";
@@ -66,6 +66,9 @@ function toPeerError(address: string, method: string, e: unknown): PeerRpcError 
   return new PeerRpcError("UNKNOWN", `${method} from ${address} failed`, undefined, { cause: e });
 }
 
+/** A failed dial's reason is looked for again after this long (see whyUnreachable). */
+const DIAGNOSIS_INTERVAL_MS = 60_000;
+
 export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClientOptions, serverName?: string): PeerClient {
   const url = new URL(address);
   const target = url.host;
@@ -89,6 +92,15 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         ended = true;
       },
     };
+  };
+  // The reason a dial fails (diagnoseDial), found at most once a minute: each probe is one
+  // more connection attempt on a peer that may be refusing them.
+  let diagnosis: { atMs: number; why: string } | undefined;
+  const whyUnreachable = async (): Promise<string> => {
+    if (diagnosis && Date.now() - diagnosis.atMs < DIAGNOSIS_INTERVAL_MS) return diagnosis.why;
+    const found = await diagnoseDial(target, options.tls, channel);
+    diagnosis = { atMs: Date.now(), why: found ?? "TCP and mTLS succeed, the HTTP/2 connection did not become ready" };
+    return diagnosis.why;
   };
   const requestWindow = new RequestWindow(options.requestWindowBytes);
   let inFlight = 0;
@@ -171,7 +183,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         await waitForChannelReady(client, options.channel?.connectTimeoutMs ?? DEFAULT_PEER_CONNECT_TIMEOUT_MS, signal);
       } catch (e) {
         if (signal.aborted) throw signal.reason;
-        throw new PeerRpcError("UNAVAILABLE", `cannot connect to ${address}`, undefined, { cause: e });
+        throw new PeerRpcError("UNAVAILABLE", `cannot connect to ${address}: ${await whyUnreachable()}`, undefined, { cause: e });
       }
       return new Promise((resolve, reject) => {
         signal.throwIfAborted();
