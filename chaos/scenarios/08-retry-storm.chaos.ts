@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import type { GranaryNode } from "../../src/node/granary-node.js";
 import { DEFAULT_PEER_LINK_OPTIONS } from "../../src/replication/peer-link.js";
+import { DIAGNOSIS_INTERVAL_MS } from "../../src/transport/peer-client-grpcjs.js";
 import { makePki, publicClient, startMeshNode, waitForArtifacts, waitReady } from "../../test/helpers/mesh.js";
 import { bodyBytes, buildSize, getCas, putCasBody } from "../lib/artifacts.js";
 import { captureLog } from "../lib/capture-log.js";
@@ -28,7 +29,10 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => {});
 });
 
-/** Most dials one node can make in `ms` under the retry policy (shortest jittered delays), plus one. */
+/**
+ * Most dials one node can make in `ms` under the retry policy (shortest jittered delays), plus
+ * one, plus the TLS probes that find why a dial failed (one per DIAGNOSIS_INTERVAL_MS).
+ */
 function maxDials(ms: number): number {
   const p = DEFAULT_PEER_LINK_OPTIONS.retry;
   let t = 0;
@@ -38,7 +42,7 @@ function maxDials(ms: number): number {
     if (t > ms) break;
     n++;
   }
-  return n + 1;
+  return n + 1 + 1 + Math.floor(ms / DIAGNOSIS_INTERVAL_MS);
 }
 
 it("dials during an outage stay within the backoff; everything is caught up after the peers return", async () => {

@@ -67,7 +67,7 @@ function toPeerError(address: string, method: string, e: unknown): PeerRpcError 
 }
 
 /** A failed dial's reason is looked for again after this long (see whyUnreachable). */
-const DIAGNOSIS_INTERVAL_MS = 60_000;
+export const DIAGNOSIS_INTERVAL_MS = 60_000;
 
 export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClientOptions, serverName?: string): PeerClient {
   const url = new URL(address);
