@@ -47,13 +47,13 @@ clean: ## Remove build output and generated interop code
 
 # bench / bench-smoke run the loopback scenarios, then the WAN lab (which, without root, says
 # so and passes); both always run, and the target fails if either did.
-bench: ## Full benchmark (~45-60 min; the first run also seeds the 1M-artifact rejoin pair once, ~10-30 min, 6.8 GB in bench/.cache): loopback A-C, E, then the WAN lab as root; bench/results/<time>*/
+bench: ## Full benchmark (~40-60 min; ends with one table of every goal, goals.md; the first run also seeds the 1M-artifact rejoin pair once, ~10-30 min, 6.8 GB in bench/.cache): loopback A-C, E, then the WAN lab as root; bench/results/<time>*/
 	$(NPX) tsc -p tsconfig.bench.json
-	status=0; node dist-bench/bench/main.js || status=$$?; node dist-bench/bench/wan/main.js || status=$$?; exit $$status
+	since=$$(date +%s); status=0; node dist-bench/bench/main.js || status=$$?; node dist-bench/bench/wan/main.js || status=$$?; node dist-bench/bench/goals.js --since $$since || status=$$?; exit $$status
 
 bench-smoke: ## Every benchmark scenario, loopback and WAN, at a tiny size (< 3 min); fails if a figure is missing
 	$(NPX) tsc -p tsconfig.bench.json
-	status=0; node dist-bench/bench/main.js --smoke || status=$$?; node dist-bench/bench/wan/main.js --smoke || status=$$?; exit $$status
+	since=$$(date +%s); status=0; node dist-bench/bench/main.js --smoke || status=$$?; node dist-bench/bench/wan/main.js --smoke || status=$$?; node dist-bench/bench/goals.js --since $$since --smoke || status=$$?; exit $$status
 
 bench-wan: ## WAN lab alone (as root, ~20 min): namespaces, delay line, tbf, loss; figures vs iperf3/rsync/serial/bare; WAN_* env
 	$(NPX) tsc -p tsconfig.bench.json
