@@ -12,6 +12,7 @@ import { bytes } from "../helpers/data.js";
 import { freePorts } from "../helpers/ports.js";
 import { publicClient, putCas, waitForArtifacts, waitReady } from "../helpers/mesh.js";
 import { useMeshFixture } from "../helpers/mesh-fixture.js";
+import { eventLog } from "../helpers/log-events.js";
 
 const { node, uniq, running } = useMeshFixture("granary-mesh-");
 
@@ -195,26 +196,14 @@ describe("fresh-node bootstrap", () => {
     } finally {
       ca.close();
     }
-    const { createLogger } = await import("../../src/telemetry/logger.js");
-    const { Writable } = await import("node:stream");
-    let sawAbort!: (e: Record<string, unknown>) => void;
-    const aborted = new Promise<Record<string, unknown>>((r) => (sawAbort = r));
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString().split("\n")) {
-          if (!line) continue;
-          const e = JSON.parse(line) as Record<string, unknown>;
-          if (e["event"] === "replication.pass_aborted") sawAbort(e);
-        }
-        cb();
-      },
-    });
+    const log = eventLog();
     const fresh = await node(uniq("small"), [a], {
       config: { capacityBytes: 3 << 20 },
-      log: createLogger({ level: "info", destination: sink }),
+      log: log.log,
       hooks: { replication: { retry: { initialMs: 10, maxMs: 20, multiplier: 1, jitter: 0 } } },
     });
-    expect(String((await aborted)["cause"])).toMatch(/space|capacity/i);
+    const aborted = await log.waitFor((e) => e["event"] === "replication.pass_aborted");
+    expect(String(aborted["cause"])).toMatch(/space|capacity/i);
     expect(fresh.readiness.isReady()).toBe(false);
   });
 });
@@ -323,28 +312,15 @@ describe("membership", () => {
   });
 
   it("forgets a learned peer that stays unreachable longer than --peer-drop-after-ms, also after a restart", async () => {
-    const { createLogger } = await import("../../src/telemetry/logger.js");
-    const { Writable } = await import("node:stream");
-    let dropped!: (e: Record<string, unknown>) => void;
-    const sawDrop = new Promise<Record<string, unknown>>((r) => (dropped = r));
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString().split("\n")) {
-          if (!line) continue;
-          const e = JSON.parse(line) as Record<string, unknown>;
-          if (e["event"] === "membership.dropped") dropped(e);
-        }
-        cb();
-      },
-    });
+    const log = eventLog();
     const aName = uniq("a");
-    let a = await node(aName, [], { config: { peerDropAfterMs: 500 }, log: createLogger({ level: "info", destination: sink }) });
+    let a = await node(aName, [], { config: { peerDropAfterMs: 500 }, log: log.log });
     const b = await node(uniq("b"), [a]);
     await waitReady(b);
     const bAddress = b.peerAddress;
     // a learned b when b said Hello; b goes away for good.
     await stop(b);
-    const e = await sawDrop;
+    const e = await log.waitFor((l) => l["event"] === "membership.dropped");
     expect(e["address"]).toBe(bAddress);
     expect(a.replication!.knownPeers()).not.toContain(bAddress);
     const aDir = a.config.dataDir;
