@@ -178,7 +178,7 @@ export class ConnectTimeoutError extends TransportError {
  * operator must be told which. Resolves with the reason, or undefined when TCP, TLS (both ways)
  * and ALPN h2 all succeed (the failure lies above TLS). Never rejects.
  */
-export function diagnoseDial(target: string, tls: PeerTlsPem, options: PeerChannelOptions = {}, timeoutMs = 3000): Promise<string | undefined> {
+export function diagnoseDial(target: string, tls: PeerTlsPem, options: PeerChannelOptions = {}, timeoutMs = 3000, signal?: AbortSignal): Promise<string | undefined> {
   const o = resolvePeerChannelOptions(options);
   const m = /^(?:dns:)?(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(target);
   if (!m) return Promise.resolve(`cannot parse ${target} as host:port`);
@@ -200,9 +200,12 @@ export function diagnoseDial(target: string, tls: PeerTlsPem, options: PeerChann
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
       socket.destroy();
       resolve(why);
     };
+    const onAbort = (): void => done("the probe was stopped");
+    signal?.addEventListener("abort", onAbort, { once: true });
     const timer = setTimeout(() => done(`no TLS handshake within ${timeoutMs} ms`), timeoutMs);
     socket.once("error", (e: NodeJS.ErrnoException) => done(`${e.code && !e.message.includes(e.code) ? `${e.code}: ` : ""}${e.message}`));
     let handshaken = false;

@@ -96,9 +96,10 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
   // The reason a dial fails (diagnoseDial), found at most once a minute: each probe is one
   // more connection attempt on a peer that may be refusing them.
   let diagnosis: { atMs: number; why: string } | undefined;
-  const whyUnreachable = async (): Promise<string> => {
+  const whyUnreachable = async (signal: AbortSignal): Promise<string> => {
     if (diagnosis && Date.now() - diagnosis.atMs < DIAGNOSIS_INTERVAL_MS) return diagnosis.why;
-    const found = await diagnoseDial(target, options.tls, channel);
+    const found = await diagnoseDial(target, options.tls, channel, 3000, signal);
+    if (signal.aborted) return "stopped";
     diagnosis = { atMs: Date.now(), why: found ?? "TCP and mTLS succeed, the HTTP/2 connection did not become ready" };
     return diagnosis.why;
   };
@@ -183,7 +184,9 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         await waitForChannelReady(client, options.channel?.connectTimeoutMs ?? DEFAULT_PEER_CONNECT_TIMEOUT_MS, signal);
       } catch (e) {
         if (signal.aborted) throw signal.reason;
-        throw new PeerRpcError("UNAVAILABLE", `cannot connect to ${address}: ${await whyUnreachable()}`, undefined, { cause: e });
+        const why = await whyUnreachable(signal);
+        if (signal.aborted) throw signal.reason;
+        throw new PeerRpcError("UNAVAILABLE", `cannot connect to ${address}: ${why}`, undefined, { cause: e });
       }
       return new Promise((resolve, reject) => {
         signal.throwIfAborted();
