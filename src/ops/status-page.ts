@@ -105,7 +105,7 @@ function render(doc) {
   var badge = document.getElementById("ready-badge"); badge.textContent = s.ready ? "READY" : "NOT READY"; badge.className = "badge " + (s.ready ? "ok" : "bad");
   badge.setAttribute("data-ready", s.ready ? "true" : "false");
   document.getElementById("ready-reason").textContent = s.readinessReason;
-  var st = doc.staging, bw = doc.bandwidth;
+  var st = doc.staging, bw = doc.bandwidth, rp = doc.repairs;
   facts(document.getElementById("node-facts"), [
     ["incarnation", s.incarnation], ["version", s.version], ["public", s.publicAddress], ["peer", s.peerAddress || "(peer plane off)"],
     ["store", bytes(u.liveBytes) + " in " + num(u.artifactCount) + " artifacts, " + num(u.segmentCount) + " segments"],
@@ -113,6 +113,7 @@ function render(doc) {
     ["evicted", String(num(u.evictedCount))], ["feed", "head " + s.feedHead + ", floor " + s.feedFloor],
     ["staging", st ? bytes(st.reservedBytes) + " of " + bytes(st.budgetBytes) + (st.waiting ? ", " + st.waiting + " waiting" : "") : "–"],
     ["bandwidth", bw ? (bw.limitBytesPerSecond > 0 ? bytes(bw.limitBytesPerSecond) + "/s, throttled " + dur(bw.throttledSeconds) : "unlimited") : "–"],
+    ["lost bodies", rp ? rp.repaired + " fetched again" + (rp.pending ? ", " + rp.pending + " pending" : "") + (rp.gaveUp ? ", " + rp.gaveUp + " given up" : "") + (rp.refused ? ", " + rp.refused + " refused" : "") : "–"],
     ["up since", new Date(num(s.startedAtMs)).toLocaleString()]
   ]);
   drawMesh(s);
