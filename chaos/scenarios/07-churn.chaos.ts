@@ -5,8 +5,10 @@
  * random live nodes while, every few seconds, one fault hits a random node: kill -9 and restart,
  * SIGSTOP then SIGCONT, partition (its proxy drops every connection and refuses new ones) then
  * heal, or wipe its data dir and rejoin (only once what it acknowledged is on another node:
- * a single-copy ack dies with its disk, which no mesh can prevent). Oracle: after the last
- * heal, every acknowledged write is on every node, byte for byte, within 3 minutes.
+ * a single-copy ack dies with its disk, which no mesh can prevent). Oracle: after each fault
+ * ends (the node restarted, resumed or healed), every write acknowledged until then is on every
+ * node within 3 minutes, while the load and the next faults go on; after the last heal, every
+ * acknowledged write is on every node, byte for byte, within 3 minutes.
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -96,7 +98,28 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
     for (let k = 0; k < digests.length; k += 5000) missing += (await conns[i]!.client(ArtifactService).findMissing({ namespace: NS, digests: digests.slice(k, k + 5000) })).missingDigests.length;
     return missing;
   };
-  const faults: Array<{ atMs: number; fault: Fault; node: number; note?: string }> = [];
+  const faults: Array<{ atMs: number; fault: Fault; node: number; note?: string; endedMs?: number; writesBefore?: number; allHeldAfterMs?: number }> = [];
+  // Per fault: from its end, how long until every node holds every write acknowledged by then.
+  const recoveries: Promise<void>[] = [];
+  const watchRecovery = (f: (typeof faults)[number]): void => {
+    const digests = [...acked.keys()];
+    const endedAt = Date.now();
+    f.endedMs = endedAt - started;
+    f.writesBefore = digests.length;
+    recoveries.push(
+      (async () => {
+        for (let t = 0; t < 1000 && Date.now() - endedAt < 200_000; t++) {
+          let behind = 0;
+          for (let i = 0; i < NODES && behind === 0; i++) behind += down.has(i) ? 1 : await missingOn(i, digests).catch(() => 1);
+          if (behind === 0) {
+            f.allHeldAfterMs = Date.now() - endedAt;
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      })(),
+    );
+  };
   const kinds: Fault[] = (["kill-9", "sigstop", "partition", "wipe"] as const).map((k) => [rng.next(), k] as const).sort((x, y) => x[0] - y[0]).map(([, k]) => k);
   const chaos = async (): Promise<void> => {
     while (Date.now() - started < LOAD_MS - FAULT_EVERY_MS) {
@@ -142,10 +165,16 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
         await new Promise((r) => setTimeout(r, rng.int(...PAUSE_MS)));
         proxies[i]!.blackhole(false);
       }
+      watchRecovery(faults[faults.length - 1]!);
     }
   };
   await Promise.all([...Array.from({ length: CLIENTS }, client), chaos()]);
   const loadEnded = Date.now();
+  await Promise.all(recoveries);
+  for (const [k, f] of faults.entries()) {
+    if (f.note || f.endedMs === undefined) continue;
+    v.check(f.allHeldAfterMs !== undefined && f.allHeldAfterMs <= 180_000, `fault ${k} (${f.fault} of n${f.node}): the ${f.writesBefore} writes acknowledged by its end were not on every node within 3 minutes`);
+  }
 
   // Oracle: every acknowledged write on every node within 3 minutes, then byte for byte.
   const all = [...acked.keys()];
@@ -172,7 +201,7 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
     }
   }
   for (const c of conns) c.close();
-  const figures = { nodes: NODES, loadMs: LOAD_MS, clients: CLIENTS, acknowledgedWrites: acked.size, failedPuts, faults, faultCounts: Object.fromEntries(["kill-9", "sigstop", "partition", "wipe"].map((f) => [f, faults.filter((x) => x.fault === f && !x.note).length])), allCaughtUpAfterLoadMs: caughtUpMs, missingAfterHeal: v.list.filter((x) => x.includes("misses")).length, oracleReads };
+  const figures = { nodes: NODES, loadMs: LOAD_MS, clients: CLIENTS, acknowledgedWrites: acked.size, failedPuts, faults, faultCounts: Object.fromEntries(["kill-9", "sigstop", "partition", "wipe"].map((f) => [f, faults.filter((x) => x.fault === f && !x.note).length])), allCaughtUpAfterLoadMs: caughtUpMs, allHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.allHeldAfterMs ?? 0)), perFault: faults.map((f) => f.allHeldAfterMs ?? null) }, missingAfterHeal: v.list.filter((x) => x.includes("misses")).length, oracleReads };
   ctx.record({ passed: v.list.length === 0 && acked.size > 0, figures, violations: v.list });
   ctx.log(JSON.stringify(figures));
   expect(v.list).toEqual([]);
