@@ -64,7 +64,8 @@ const GOALS: ReadonlyArray<{ n: number; goal: string; run: "loopback" | "wan"; i
   { n: 7, goal: "peak RSS bootstrapping 4 GiB incl. one 1 GiB artifact, MiB", run: "loopback", id: "b.big_recv_rss", target: "<= 300" },
   { n: 8, goal: "receive CPU per GB, bulk bootstrap on loopback, core-s", run: "loopback", id: "b.bulk_recv_cpu", target: "<= 3" },
   { n: 8, goal: "… over the emulated WAN", run: "wan", id: "w8.recv_cpu", target: "<= 3" },
-  { n: 9, goal: "bulk bootstrap at 1 % loss (CUBIC) ÷ clean", run: "wan", id: "w9.bootstrap_1/w9.bootstrap_0", target: ">= 0.3" },
+  { n: 9, goal: "bulk bootstrap at 0.1 % loss (CUBIC, 1 connection) ÷ clean (target: research memo §5.6)", run: "wan", id: "w9.bootstrap_0.1/w9.bootstrap_0", target: ">= 0.6" },
+  { n: 9, goal: "… at 1 % loss", run: "wan", id: "w9.bootstrap_1/w9.bootstrap_0", target: ">= 0.3" },
 ];
 
 interface GoalRow {
