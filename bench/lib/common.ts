@@ -10,6 +10,7 @@ import { type ArtifactService, Kind, PutRequestSchema, type PutRequest } from ".
 import type { Store } from "../../src/store/types.js";
 
 export const NAMESPACE = "bench";
+
 const PUT_CHUNK_BYTES = 1 << 20;
 
 /**

@@ -21,6 +21,7 @@ import { createLogger } from "../../src/telemetry/logger.js";
 import { createGrpcJsPeerClient } from "../../src/transport/peer-client-grpcjs.js";
 import type { PeerClientFactory } from "../../src/transport/peer-client.js";
 import { connectPublic } from "../../src/transport/public-client.js";
+import { capSignal } from "../lib/cap-signal.js";
 import { putCas, waitForKeys, watchFeed } from "../lib/common.js";
 import { body, pooledDataset } from "../lib/data.js";
 import { cpuSecondsOf, startGranaryChild } from "../lib/proc.js";
@@ -164,7 +165,8 @@ export async function liveLag(input: LiveLagInput, ctx: TaskContext): Promise<Re
       await putCas(client, warm.artifacts[i]!.digest, body(warm, i), ctx.signal);
     }
     const warmKeys = warm.artifacts.map((a) => a.digest);
-    await Promise.all(replicas.map((n) => waitForKeys(n.store, warmKeys, AbortSignal.any([ctx.signal, AbortSignal.timeout(30_000)])).done));
+    const warmCap = capSignal(ctx.signal, 30_000);
+    await Promise.all(replicas.map((n) => waitForKeys(n.store, warmKeys, warmCap.signal).done)).finally(warmCap.clear);
 
     const count = Math.max(1, Math.round(input.rate * input.seconds));
     const ds = pooledDataset(input.seed, "c-live", new Array<number>(count).fill(input.bytes));

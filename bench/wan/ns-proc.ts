@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { capSignal } from "../lib/cap-signal.js";
 import { GRANARY_MAIN, stopProcess } from "../lib/proc.js";
 
 const live = new Set<ChildProcess>();
@@ -64,7 +65,8 @@ export async function startGranaryInNs(ns: string, args: readonly string[], logF
     await new Promise<void>((r) => log.end(r));
   };
   try {
-    const info = await firstJsonLine(proc, (e) => e["event"] === "listening", `granary serve in ${ns}`, AbortSignal.any([signal, AbortSignal.timeout(30_000)]), log);
+    const cap = capSignal(signal, 30_000);
+    const info = await firstJsonLine(proc, (e) => e["event"] === "listening", `granary serve in ${ns}`, cap.signal, log).finally(cap.clear);
     return { proc, pid: proc.pid!, info, stop };
   } catch (e) {
     await stop();
@@ -83,6 +85,7 @@ export async function startServerInNs(ns: string, name: string, config: unknown,
     if (proc.exitCode === null && proc.signalCode === null) await new Promise((r) => proc.once("exit", r));
     clearTimeout(t);
   };
-  const info = await firstJsonLine(proc, (e) => typeof e["port"] === "number", name, AbortSignal.any([signal, AbortSignal.timeout(30_000)]));
+  const cap = capSignal(signal, 30_000);
+  const info = await firstJsonLine(proc, (e) => typeof e["port"] === "number", name, cap.signal).finally(cap.clear);
   return { proc, pid: proc.pid!, info, port: Number(info["port"]), stop };
 }
