@@ -46,7 +46,7 @@ interface Results {
 }
 
 /** The issue's goals, in its order: which run holds each and under which id. */
-const GOALS: ReadonlyArray<{ n: number; goal: string; run: "loopback" | "wan"; id: string; target: string }> = [
+const GOALS: ReadonlyArray<{ n: number; goal: string; run: "loopback" | "wan"; id: string; target: string; fullOnly?: boolean }> = [
   { n: 1, goal: "bulk bootstrap over 200 Mbit/s, 50 ms RTT: goodput ÷ iperf3", run: "wan", id: "w1.bootstrap/w1.iperf3", target: ">= 0.9" },
   { n: 1, goal: "… time ÷ rsync of the same bytes", run: "wan", id: "w1.bootstrap_s/w1.rsync_s", target: "<= 1" },
   { n: 1, goal: "… ÷ serial mode", run: "wan", id: "w1.bootstrap/w1.serial", target: ">= 10" },
@@ -64,7 +64,7 @@ const GOALS: ReadonlyArray<{ n: number; goal: string; run: "loopback" | "wan"; i
   { n: 7, goal: "peak RSS bootstrapping 4 GiB incl. one 1 GiB artifact, MiB", run: "loopback", id: "b.big_recv_rss", target: "<= 300" },
   { n: 8, goal: "receive CPU per GB, bulk bootstrap on loopback, core-s", run: "loopback", id: "b.bulk_recv_cpu", target: "<= 3" },
   { n: 8, goal: "… over the emulated WAN", run: "wan", id: "w8.recv_cpu", target: "<= 3" },
-  { n: 9, goal: "bulk bootstrap at 0.1 % loss (CUBIC, 1 connection) ÷ clean (target: research memo §5.6)", run: "wan", id: "w9.bootstrap_0.1/w9.bootstrap_0", target: ">= 0.6" },
+  { n: 9, goal: "bulk bootstrap at 0.1 % loss (CUBIC, 1 connection) ÷ clean (target: research memo §5.6)", run: "wan", id: "w9.bootstrap_0.1/w9.bootstrap_0", target: ">= 0.6", fullOnly: true },
   { n: 9, goal: "… at 1 % loss", run: "wan", id: "w9.bootstrap_1/w9.bootstrap_0", target: ">= 0.3" },
 ];
 
@@ -134,13 +134,14 @@ function main(): number {
   for (const g of GOALS) {
     const run = runs[g.run];
     const found = run && lookup(run.results, g.id);
-    if (run && !found) lacking.push(`${g.run}: ${g.id}`);
+    // The smoke profile measures one loss level (1 %): the 0.1 % goal is a full-size figure.
+    if (run && !found && !(smoke && g.fullOnly === true)) lacking.push(`${g.run}: ${g.id}`);
     rows.push({
       n: g.n,
       goal: g.goal,
       figure: g.id,
       median: found?.median ?? null,
-      spread: found ? found.spread : run ? "missing from the run" : `${g.run} lab not run`,
+      spread: found ? found.spread : run ? (smoke && g.fullOnly === true ? "full size only" : "missing from the run") : `${g.run} lab not run`,
       target: g.target,
       met: found ? (found.met ?? judge(found.median, g.target)) : null,
       run: run ? run.path.split("/").pop()! : "",
