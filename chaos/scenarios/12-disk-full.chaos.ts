@@ -24,6 +24,8 @@ const WRITERS = 64;
 const FS_BYTES = 64 << 20;
 const ROUNDS = ctx.size(2, 10);
 const NS = "full";
+/** A put or read with no answer for this long is reported as hung. */
+const ANSWER_MS = 60_000;
 
 let mountPoint: string | undefined;
 let node: GranaryNode | undefined;
@@ -72,6 +74,7 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
   const failLatencyMs: number[] = [];
   const resumeMs: number[] = [];
   let puts = 0;
+  let hung = 0;
   for (let round = 0; round < ROUNDS; round++) {
     // Leave 8-24 MiB free for this round.
     const df = (): number => Number(execFileSync("df", ["-B1", "--output=avail", mountPoint!]).toString().split("\n")[1]);
@@ -83,10 +86,18 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
         const spec = { seed: rng.u32(), size: buildSize(rng.next()) };
         const t0 = Date.now();
         puts++;
+        // Bounded: a put that never answers is a hang to report, not a run that never ends (one
+        // CI dry run hung here once, every put pending, 2026-11-25; not reproduced since).
+        const answer = AbortSignal.timeout(ANSWER_MS);
         try {
-          const d = await putCasBody(conn, NS, bodyBytes(spec));
+          const d = await putCasBody(conn, NS, bodyBytes(spec), answer);
           acked.set(d, spec);
         } catch (e) {
+          if (answer.aborted) {
+            hung++;
+            v.check(false, `round ${round}: a put on a full disk got no answer within ${ANSWER_MS} ms`);
+            return;
+          }
           const code = codeOf(e);
           codes[code] = (codes[code] ?? 0) + 1;
           failLatencyMs.push(Date.now() - t0);
@@ -99,11 +110,12 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
       }
     };
     await Promise.all(Array.from({ length: WRITERS }, writer));
+    if (hung > 0) break; // the node stopped answering: report it rather than wait on every read
     v.check(full > 0, `round ${round}: the disk never filled`);
 
     // Reads keep working while the disk is full.
     for (const [d, spec] of acked) {
-      const r = await getCas(conn, NS, d);
+      const r = await getCas(conn, NS, d, AbortSignal.timeout(ANSWER_MS));
       v.check(r.kind === "ok" && r.digest === d && r.length === spec.size, `round ${round}: acknowledged ${d} reads as ${JSON.stringify(r)} on a full disk`);
     }
     const audit = await auditOpenStore(node.store);
@@ -116,7 +128,7 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
     for (let i = 0; i < 200 && !ok && Date.now() - freedAt < 30_000; i++) {
       const spec = { seed: rng.u32(), size: rng.int(8 << 10, 256 << 10) };
       try {
-        acked.set(await putCasBody(conn, NS, bodyBytes(spec)), spec);
+        acked.set(await putCasBody(conn, NS, bodyBytes(spec), AbortSignal.timeout(ANSWER_MS)), spec);
         ok = true;
       } catch {
         await new Promise((r) => setTimeout(r, 50));
@@ -137,11 +149,20 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
     }
   }
   conn.close();
-  await node.close();
-  node = undefined;
-  const finalAudit = await auditStore(dataDir);
-  for (const b of finalAudit.bad) v.check(false, `after restart: ${b}`);
-  v.check(finalAudit.entries >= acked.size, `after restart ${finalAudit.entries} entries < ${acked.size} acknowledged`);
+  let entriesAfterRestart = -1;
+  if (hung > 0) {
+    // A node whose puts hang may not close either: bounded, and no audit of a locked data dir.
+    const closing = node.close();
+    node = undefined;
+    await Promise.race([closing, new Promise((r) => setTimeout(r, 30_000).unref())]);
+  } else {
+    await node.close();
+    node = undefined;
+    const finalAudit = await auditStore(dataDir);
+    for (const b of finalAudit.bad) v.check(false, `after restart: ${b}`);
+    v.check(finalAudit.entries >= acked.size, `after restart ${finalAudit.entries} entries < ${acked.size} acknowledged`);
+    entriesAfterRestart = finalAudit.entries;
+  }
   failLatencyMs.sort((a, b) => a - b);
   // "RESOURCE_EXHAUSTED within 1 s": asserted at full size (make chaos); the smoke run in CI
   // reports it (a 2-core CI VM's load sets most of a p99 of a few hundred ms).
@@ -158,7 +179,8 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
     failedWriteLatencyMsMax: failLatencyMs[failLatencyMs.length - 1] ?? 0,
     writesResumedAfterMs: resumeMs,
     lastRoundAcknowledged: acked.size,
-    indexEntriesAfterRestart: finalAudit.entries,
+    indexEntriesAfterRestart: entriesAfterRestart,
+    hungRequests: hung,
     indexEntriesWithoutVerifiedBody: v.list.filter((x) => x.includes("index entry") || x.includes("after restart")).length,
   };
   ctx.record({ passed: v.list.length === 0, figures, violations: v.list });
