@@ -131,7 +131,7 @@ export class GranaryNode {
       },
     });
     node = new GranaryNode(config, store, log, hooks);
-    node.lostBeforeReplication.push(...lostAtOpen);
+    for (const m of lostAtOpen) node.lostBody(m);
     try {
       await node.startOps();
       await node.listen();

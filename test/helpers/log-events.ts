@@ -13,7 +13,8 @@ export interface EventLog {
   waitFor(match: (line: LogLine) => boolean, signal?: AbortSignal): Promise<LogLine>;
 }
 
-export function eventLog(level = "info"): EventLog {
+/** `max`: lines kept at most (later ones are still matched by waiters); lines that are not JSON are skipped. */
+export function eventLog(level = "info", max = 200_000): EventLog {
   const lines: LogLine[] = [];
   const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
   let partial = "";
@@ -21,9 +22,15 @@ export function eventLog(level = "info"): EventLog {
     write(chunk: Buffer, _enc, cb) {
       partial += chunk.toString("utf8");
       for (let i = partial.indexOf("\n"); i >= 0; i = partial.indexOf("\n")) {
-        const line = JSON.parse(partial.slice(0, i)) as LogLine;
+        const text = partial.slice(0, i);
         partial = partial.slice(i + 1);
-        lines.push(line);
+        let line: LogLine;
+        try {
+          line = JSON.parse(text) as LogLine;
+        } catch {
+          continue;
+        }
+        if (lines.length < max) lines.push(line);
         for (const w of waiters) {
           if (!w.match(line)) continue;
           waiters.delete(w);
