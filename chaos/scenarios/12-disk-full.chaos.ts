@@ -86,8 +86,9 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
         const spec = { seed: rng.u32(), size: buildSize(rng.next()) };
         const t0 = Date.now();
         puts++;
-        // Bounded: a put that never answers is a hang to report, not a run that never ends (one
-        // CI dry run hung here once, every put pending, 2026-11-25; not reproduced since).
+        // Bounded: a put that never answers is a hang to report, not a run that never ends (seed 4
+        // hung here: our client's HTTP/2 session refused its own response headers past Node's
+        // 10 MB memory credit; fixed in tuned-session-manager.ts).
         const answer = AbortSignal.timeout(ANSWER_MS);
         try {
           const d = await putCasBody(conn, NS, bodyBytes(spec), answer);
