@@ -40,8 +40,8 @@ export function codeOf(e: unknown): string {
   return e instanceof ConnectError ? Code[e.code] : e instanceof Error ? `error:${e.message}` : "error";
 }
 
-export async function putCasBody(conn: PublicConnection, ns: string, body: Uint8Array, signal?: AbortSignal): Promise<string> {
-  const digest = digestOf(body);
+/** Puts a CAS body; `digest` may be given when the caller already hashed it (to time the put alone). */
+export async function putCasBody(conn: PublicConnection, ns: string, body: Uint8Array, signal?: AbortSignal, digest = digestOf(body)): Promise<string> {
   await conn.client(ArtifactService).put(putRequests(ns, Kind.CAS, digest, body), signal ? { signal } : {});
   return digest;
 }

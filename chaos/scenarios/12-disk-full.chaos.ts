@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import type { GranaryNode } from "../../src/node/granary-node.js";
 import { publicClient } from "../../test/helpers/mesh.js";
-import { auditOpenStore, auditStore, bodyBytes, buildSize, codeOf, getCas, putCasBody, type BodySpec } from "../lib/artifacts.js";
+import { auditOpenStore, auditStore, bodyBytes, buildSize, codeOf, digestOf, getCas, putCasBody, type BodySpec } from "../lib/artifacts.js";
 import { chaosContext, Violations } from "../lib/context.js";
 import { captureLog } from "../lib/capture-log.js";
 import { startSingleNode } from "../lib/nodes.js";
@@ -84,6 +84,9 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
     const writer = async (): Promise<void> => {
       for (let i = 0; i < 200 && full < WRITERS * 2; i++) {
         const spec = { seed: rng.u32(), size: buildSize(rng.next()) };
+        // The body is made and hashed before the clock starts: the client's own work, not the put's.
+        const body = bodyBytes(spec);
+        const digest = digestOf(body);
         const t0 = Date.now();
         puts++;
         // Bounded: a put that never answers is a hang to report, not a run that never ends (seed 4
@@ -91,7 +94,7 @@ it("a full disk refuses writes with RESOURCE_EXHAUSTED, keeps reads, indexes no 
         // 10 MB memory credit; fixed in tuned-session-manager.ts).
         const answer = AbortSignal.timeout(ANSWER_MS);
         try {
-          const d = await putCasBody(conn, NS, bodyBytes(spec), answer);
+          const d = await putCasBody(conn, NS, body, answer, digest);
           acked.set(d, spec);
         } catch (e) {
           if (answer.aborted) {

@@ -11,8 +11,9 @@ import { statfsSync, statSync } from "node:fs";
 import { mkdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { readBody } from "./body-reader.js";
-import { writeRecord, type WrittenRecord } from "./body-writer.js";
+import { writeRecord, type SpaceReservation, type WrittenRecord } from "./body-writer.js";
 import { CapacityGovernor } from "./capacity.js";
+import { SpaceClaims, type SpaceClaim } from "./space-claims.js";
 import { DataDirLock } from "./data-dir-lock.js";
 import {
   FeedTrimmedError,
@@ -167,6 +168,7 @@ class GranaryStore implements Store {
   readonly #lock: DataDirLock;
   readonly #lanes: WriterLanes;
   readonly #capacity: CapacityGovernor;
+  readonly #spaceClaims = new SpaceClaims(FREE_SPACE_MARGIN_BYTES);
   readonly #flights = new SingleFlight();
   readonly #waiters = new FeedWaiters();
   readonly #hlc: HybridClock;
@@ -399,20 +401,13 @@ class GranaryStore implements Store {
     }
   }
 
-  /**
-   * Throws NoSpaceError when the data dir's filesystem has less than `bytes` plus a 1 MiB margin
-   * (for index pages) free for us. One statfs; a failing statfs leaves it to the write itself.
-   */
-  #assertRoomFor(bytes: number): void {
-    let free: number;
+  /** Free bytes of the data dir's filesystem for us (one statfs); undefined when statfs fails. */
+  #freeBytes(): number | undefined {
     try {
       const st = statfsSync(this.#segmentsDir);
-      free = Number(st.bavail) * Number(st.bsize);
+      return Number(st.bavail) * Number(st.bsize);
     } catch {
-      return;
-    }
-    if (free < bytes + FREE_SPACE_MARGIN_BYTES) {
-      throw new NoSpaceError(`no space left on the device: ${free} bytes free for a ${bytes}-byte record (plus a ${FREE_SPACE_MARGIN_BYTES}-byte margin); nothing was stored`);
+      return undefined;
     }
   }
 
@@ -422,18 +417,26 @@ class GranaryStore implements Store {
    */
   async #writeAndCommit(spec: WriteSpec, body: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): Promise<WriteOutcome> {
     const reservation = this.#capacity.reservation();
+    let claim: SpaceClaim | undefined;
     try {
       const need = spec.expectSize !== undefined ? recordLength(spec.expectSize, TRAILER_MAX_BYTES) : 0;
       if (spec.expectSize !== undefined) await reservation.ensure(need);
-      // A full disk refuses before the lane queue (a put behind busy lanes waited seconds only
-      // to learn it at its first write; chaos 12), and again once a lane is ours.
-      this.#assertRoomFor(need);
+      // A full disk refuses before the lane queue, counting what the writes already admitted
+      // still have to write (space-claims.ts), and again once a lane is ours.
+      claim = this.#spaceClaims.admit(need, this.#freeBytes());
+      const space = claim;
+      const tracked: SpaceReservation = {
+        ensure: (total) => {
+          space.progress(total);
+          return reservation.ensure(total);
+        },
+      };
       const written = await this.#lanes.run(signal, async (lane) => {
-        this.#assertRoomFor(need);
+        space.recheck(this.#freeBytes());
         const seg = await this.#laneSegment(lane, spec.expectSize);
         let rec: WrittenRecord;
         try {
-          rec = await writeRecord(seg, body, { ...spec, failpoints: this.#opts.failpoints }, signal, reservation);
+          rec = await writeRecord(seg, body, { ...spec, failpoints: this.#opts.failpoints }, signal, tracked);
         } catch (error) {
           if (seg.failed) this.#retireLaneSegment(lane, seg);
           throw error;
@@ -463,6 +466,8 @@ class GranaryStore implements Store {
         if (sealing) lane.segment = undefined;
         return { rec, seg, sealing } as const;
       });
+      // Written: the bytes are on the filesystem now, no longer promised.
+      claim.release();
       if ("duplicate" in written) return { applied: false, row: written.duplicate };
       const { rec, seg, sealing } = written;
       let sealed = false;
@@ -500,6 +505,7 @@ class GranaryStore implements Store {
         }
       }
     } finally {
+      claim?.release();
       reservation.settle(0);
     }
   }
