@@ -252,4 +252,6 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
     await dir.cleanup();
   }
   expect(v.list).toEqual([]);
-});
+  // The load, then B's catch-up (up to 5 min) and the oracle's reads of everything twice: the
+  // suite's 1-hour default cut a 60-minute soak before its oracle (2026-12-03, no result written).
+}, DURATION_MS + 45 * 60_000);
