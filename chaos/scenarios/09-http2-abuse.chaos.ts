@@ -45,8 +45,18 @@ interface Attack {
   run(c: RawConn, path: string, authority: string): Promise<void>;
 }
 
+/** Writes, then waits for the socket to drain or close; removes both listeners either way (a flood awaits thousands of times). */
 const drainWrite = async (c: RawConn, b: Buffer): Promise<void> => {
-  if (!c.write(b) && !c.socket.destroyed) await new Promise<void>((r) => { c.socket.once("drain", r); c.socket.once("close", r); });
+  if (c.write(b) || c.socket.destroyed) return;
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      c.socket.off("drain", done);
+      c.socket.off("close", done);
+      resolve();
+    };
+    c.socket.once("drain", done);
+    c.socket.once("close", done);
+  });
 };
 
 const ATTACKS: Attack[] = [
