@@ -7,7 +7,7 @@
  * end of the load (its peak lag is reported). RSS flatness is asserted at full size only (a
  * short run is mostly warm-up) and reported in both, split as the kernel counts it: anonymous
  * memory (JS heap, buffers, malloc) must stay within ±10 % (second half vs first half after
- * warm-up); file-backed RSS may grow only by what the index grew on disk plus 64 MiB (LMDB maps
+ * warm-up); file-backed memory (PSS) may grow only by what the index grew on disk plus 64 MiB (LMDB maps
  * its index file, so every index page read or written is resident and counted — it grows with
  * the data by design and the kernel can reclaim it; pages of the node binary fault in too).
  * A 4-minute run at 150 ops/s showed why total RSS cannot be the measure: anonymous RSS of the
