@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { readBody } from "./body-reader.js";
 import { writeRecord, type SpaceReservation, type WrittenRecord } from "./body-writer.js";
 import { CapacityGovernor } from "./capacity.js";
-import { SpaceClaims, type SpaceClaim } from "./space-claims.js";
+import { SpaceClaims } from "./space-claims.js";
 import { DataDirLock } from "./data-dir-lock.js";
 import {
   FeedTrimmedError,
@@ -417,22 +417,20 @@ class GranaryStore implements Store {
    */
   async #writeAndCommit(spec: WriteSpec, body: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): Promise<WriteOutcome> {
     const reservation = this.#capacity.reservation();
-    let claim: SpaceClaim | undefined;
     try {
       const need = spec.expectSize !== undefined ? recordLength(spec.expectSize, TRAILER_MAX_BYTES) : 0;
       if (spec.expectSize !== undefined) await reservation.ensure(need);
       // A full disk refuses before the lane queue, counting what the writes already admitted
       // still have to write (space-claims.ts), and again once a lane is ours.
-      claim = this.#spaceClaims.admit(need, this.#freeBytes());
-      const space = claim;
+      const claim = this.#spaceClaims.admit(need, this.#freeBytes());
       const tracked: SpaceReservation = {
         ensure: (total) => {
-          space.progress(total);
+          claim.progress(total);
           return reservation.ensure(total);
         },
       };
       const written = await this.#lanes.run(signal, async (lane) => {
-        space.recheck(this.#freeBytes());
+        claim.recheck(this.#freeBytes());
         const seg = await this.#laneSegment(lane, spec.expectSize);
         let rec: WrittenRecord;
         try {
@@ -465,9 +463,7 @@ class GranaryStore implements Store {
         const sealing = seg.size >= this.#opts.segmentMaxBytes;
         if (sealing) lane.segment = undefined;
         return { rec, seg, sealing } as const;
-      });
-      // Written: the bytes are on the filesystem now, no longer promised.
-      claim.release();
+      }).finally(() => claim.release()); // written (on the filesystem now) or failed: nothing more promised
       if ("duplicate" in written) return { applied: false, row: written.duplicate };
       const { rec, seg, sealing } = written;
       let sealed = false;
@@ -505,7 +501,6 @@ class GranaryStore implements Store {
         }
       }
     } finally {
-      claim?.release();
       reservation.settle(0);
     }
   }
