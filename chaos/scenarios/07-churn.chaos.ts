@@ -7,8 +7,10 @@
  * heal, or wipe its data dir and rejoin (only once what it acknowledged is on another node:
  * a single-copy ack dies with its disk, which no mesh can prevent). Oracle: after each fault
  * ends (the node restarted, resumed or healed), every write acknowledged until then is on every
- * node within 3 minutes, while the load and the next faults go on; after the last heal, every
- * acknowledged write is on every node, byte for byte, within 3 minutes.
+ * node within 3 minutes, while the load and the next faults go on (a node hit by a later fault
+ * before it caught up is handed to that fault's check, which covers a superset of the writes;
+ * the strict figure without hand-over is reported); after the last heal, every acknowledged
+ * write is on every node within 3 minutes, and then byte for byte on every node.
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -98,21 +100,42 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
     for (let k = 0; k < digests.length; k += 5000) missing += (await conns[i]!.client(ArtifactService).findMissing({ namespace: NS, digests: digests.slice(k, k + 5000) })).missingDigests.length;
     return missing;
   };
-  const faults: Array<{ atMs: number; fault: Fault; node: number; note?: string; endedMs?: number; writesBefore?: number; allHeldAfterMs?: number }> = [];
+  const faults: Array<{ atMs: number; fault: Fault; node: number; note?: string; hit?: boolean; endedMs?: number; writesBefore?: number; allHeldAfterMs?: number; strictAllHeldAfterMs?: number; superseded?: string[] }> = [];
   // Per fault: from its end, how long until every node holds every write acknowledged by then.
+  // A node hit by a later fault before it held them is handed to that fault's check (a superset
+  // of writes, its own 3-minute clock): a node wiped later re-fetches newest first, so the older
+  // writes of an earlier fault reach it last, and a node stopped or cut later cannot fetch at
+  // all; charging that to the earlier fault measures the later one. The strict figure (every
+  // node, no hand-over) is reported beside it.
   const recoveries: Promise<void>[] = [];
   const watchRecovery = (f: (typeof faults)[number]): void => {
     const digests = [...acked.keys()];
     const endedAt = Date.now();
+    const k = faults.indexOf(f);
     f.endedMs = endedAt - started;
     f.writesBefore = digests.length;
+    f.superseded = [];
+    const pending = new Set(Array.from({ length: NODES }, (_, i) => i));
+    const held = new Set<number>();
     recoveries.push(
       (async () => {
         for (let t = 0; t < 1000 && Date.now() - endedAt < 200_000; t++) {
-          let behind = 0;
-          for (let i = 0; i < NODES && behind === 0; i++) behind += down.has(i) ? 1 : await missingOn(i, digests).catch(() => 1);
-          if (behind === 0) {
-            f.allHeldAfterMs = Date.now() - endedAt;
+          for (let i = 0; i < NODES; i++) {
+            if (held.has(i)) continue;
+            if (!down.has(i) && (await missingOn(i, digests).catch(() => 1)) === 0) {
+              held.add(i);
+              pending.delete(i);
+              continue;
+            }
+            const later = faults.findIndex((g, m) => m > k && g.node === i && g.hit === true);
+            if (pending.has(i) && later >= 0) {
+              pending.delete(i);
+              f.superseded!.push(`n${i} by fault ${later}`);
+            }
+          }
+          if (pending.size === 0 && f.allHeldAfterMs === undefined) f.allHeldAfterMs = Date.now() - endedAt;
+          if (held.size === NODES) {
+            f.strictAllHeldAfterMs = Date.now() - endedAt;
             return;
           }
           await new Promise((r) => setTimeout(r, 1000));
@@ -149,17 +172,20 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
           }
         }
         down.add(i);
+        faults[faults.length - 1]!.hit = true;
         await nodes[i]!.kill("SIGKILL");
         if (fault === "wipe") await rm(join(dir.path, `n${i}`), { recursive: true, force: true });
         nodes[i] = await startNode(await args(i));
         down.delete(i);
       } else if (fault === "sigstop") {
         down.add(i);
+        faults[faults.length - 1]!.hit = true;
         nodes[i]!.proc.kill("SIGSTOP");
         await new Promise((r) => setTimeout(r, rng.int(...PAUSE_MS)));
         nodes[i]!.proc.kill("SIGCONT");
         down.delete(i);
       } else {
+        faults[faults.length - 1]!.hit = true;
         proxies[i]!.blackhole(true);
         proxies[i]!.cutAll();
         await new Promise((r) => setTimeout(r, rng.int(...PAUSE_MS)));
@@ -193,7 +219,8 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
     }
   }
   let oracleReads = 0;
-  for (const [d, spec] of v.list.length > 0 ? [] : acked) {
+  // Byte for byte on every node whatever else failed: a wrong body is the worst outcome.
+  for (const [d, spec] of acked) {
     for (let i = 0; i < NODES; i++) {
       const r = await getCas(conns[i]!, NS, d);
       oracleReads++;
@@ -201,7 +228,7 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
     }
   }
   for (const c of conns) c.close();
-  const figures = { nodes: NODES, loadMs: LOAD_MS, clients: CLIENTS, acknowledgedWrites: acked.size, failedPuts, faults, faultCounts: Object.fromEntries(["kill-9", "sigstop", "partition", "wipe"].map((f) => [f, faults.filter((x) => x.fault === f && !x.note).length])), allCaughtUpAfterLoadMs: caughtUpMs, allHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.allHeldAfterMs ?? 0)), perFault: faults.map((f) => f.allHeldAfterMs ?? null) }, missingAfterHeal: v.list.filter((x) => x.includes("misses")).length, oracleReads };
+  const figures = { nodes: NODES, loadMs: LOAD_MS, clients: CLIENTS, acknowledgedWrites: acked.size, failedPuts, faults, faultCounts: Object.fromEntries(["kill-9", "sigstop", "partition", "wipe"].map((f) => [f, faults.filter((x) => x.fault === f && !x.note).length])), allCaughtUpAfterLoadMs: caughtUpMs, allHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.allHeldAfterMs ?? 0)), perFault: faults.map((f) => f.allHeldAfterMs ?? null) }, strictAllHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.strictAllHeldAfterMs ?? 0)), perFault: faults.map((f) => f.strictAllHeldAfterMs ?? null), within3Min: faults.filter((f) => f.strictAllHeldAfterMs !== undefined && f.strictAllHeldAfterMs <= 180_000).length }, handedOver: faults.reduce((n, f) => n + (f.superseded?.length ?? 0), 0), missingAfterHeal: v.list.filter((x) => x.includes("misses")).length, oracleReads };
   ctx.record({ passed: v.list.length === 0 && acked.size > 0, figures, violations: v.list });
   ctx.log(JSON.stringify(figures));
   expect(v.list).toEqual([]);
