@@ -16,6 +16,7 @@
 import { execFileSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import pLimit from "p-limit";
 import { afterAll, expect, it } from "vitest";
 import { ArtifactService } from "../../src/gen/granary/artifact/v1/artifact_pb.js";
 import { NodeService } from "../../src/gen/granary/node/v1/node_pb.js";
@@ -176,14 +177,27 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
     }
     const catchUpMs = Date.now() - caughtUpStart;
     v.check(missing === 0, `B still misses ${missing} acknowledged artifacts 5 minutes after the load`);
+    // Every acknowledged put, byte for byte, from both nodes: 16 reads in flight over 8 connections
+    // to A and 4 to B. Read one at a time, a 60-minute soak's ~1 million reads outran the
+    // suite's timeout (2026-12-03: cut at 6,307 s, no result written).
+    const oracleStart = Date.now();
+    const connsB = Array.from({ length: 4 }, () => connectPublic({ server: b.publicAddress }));
+    const limit = pLimit(16);
     let oracleReads = 0;
-    for (const [d, spec] of acked) {
-      for (const [name, c] of [["A", conns[0]!], ["B", statusB]] as const) {
-        const r = await getCas(c, NS, d);
-        oracleReads++;
-        v.check(r.kind === "ok" && r.digest === d && r.length === spec.size, `${name} serves ${d} as ${JSON.stringify(r)}`);
-      }
-    }
+    await Promise.all(
+      [...acked].flatMap(([d, spec], i) =>
+        (["A", "B"] as const).map((name) =>
+          limit(async () => {
+            const c = name === "A" ? conns[i % conns.length]! : connsB[i % connsB.length]!;
+            const r = await getCas(c, NS, d);
+            oracleReads++;
+            v.check(r.kind === "ok" && r.digest === d && r.length === spec.size, `${name} serves ${d} as ${JSON.stringify(r)}`);
+          }),
+        ),
+      ),
+    );
+    for (const c of connsB) c.close();
+    const oracleMs = Date.now() - oracleStart;
     const growthA = du(join(dir.path, "a")) - duA0;
     const growthB = du(join(dir.path, "b")) - duB0;
     // Records add a prefix and a trailer (~300 B); LMDB adds pages; segment files are preallocated by nothing.
@@ -252,6 +266,7 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
       bCaughtUpAfterLoadMs: catchUpMs,
       catchUp,
       oracleReads,
+      oracleMs,
       samples,
       warningsOnB: b.lines.filter((l) => /"level":"(warn|error)"/.test(l)).length,
       firstWarningsOnB: b.lines.filter((l) => /"level":"(warn|error)"/.test(l)).slice(0, 10).map((l) => l.slice(0, 600)),
@@ -265,6 +280,6 @@ it("holds steady under a build-like load: RSS, data dir growth, lag; nothing ack
     await dir.cleanup();
   }
   expect(v.list).toEqual([]);
-  // The load, then B's catch-up (up to 5 min) and the oracle's reads of everything twice: the
-  // suite's 1-hour default cut a 60-minute soak before its oracle (2026-12-03, no result written).
-}, DURATION_MS + 45 * 60_000);
+  // The load, then B's catch-up (up to 5 min) and the oracle's reads of everything twice (a
+  // 60-minute soak at 150 ops/s: ~270,000 puts, ~540,000 reads); scaled with the run's length.
+}, 2 * DURATION_MS + 45 * 60_000);
