@@ -5,6 +5,12 @@
  * with jitter and resume; nothing here has a wall-clock cap — only idle timeouts (in the
  * transport) and a no-progress watchdog on a pass.
  *
+ * Every retry (a pass that was not clean, a cursor the peer refused) goes back through Hello:
+ * the peer may have been replaced meanwhile (wiped: a new incarnation), and a pass or a Follow
+ * tied to the Hello of the old one would be refused forever. Chaos scenario 7 caught a link
+ * doing exactly that: bootstrap, Follow refused, bootstrap again with the stale Hello, for
+ * as long as the node ran, at ~70 % of a core on both sides.
+ *
  * State is a tagged union changed only through setPhase(), so status and logs see every
  * transition.
  */
@@ -164,6 +170,8 @@ export class PeerLink {
   private readonly stopper = new AbortController();
   private running: Promise<void> | undefined;
   private progressTicks = 0;
+  /** Bootstrap passes in a row that were not clean (or whose cursor was refused at once): their backoff. */
+  private passFailures = 0;
 
   constructor(private readonly deps: PeerLinkDeps) {
     this.streams = pLimit(deps.options.streams);
@@ -273,11 +281,15 @@ export class PeerLink {
     }
   }
 
-  /** After a Hello: follow from the cursor, or bootstrap first. Returns only by throwing or on stop. */
+  /**
+   * After a Hello: follow from the cursor, or bootstrap first. Returns to be greeted again (a
+   * pass that was not clean, a cursor refused), by throwing, or on stop.
+   */
   private async syncWith(hello: HelloResponse, signal: AbortSignal): Promise<void> {
     const store = this.deps.store;
     const cursor = store.getMeta<Cursor>(cursorKey(hello.nodeId));
     let from: number;
+    let bootstrapped = false;
     if (cursor && cursor.incarnation === hello.incarnation && BigInt(cursor.seq) >= hello.feedFloor) {
       from = cursor.seq;
     } else {
@@ -287,22 +299,20 @@ export class PeerLink {
           cursor.incarnation !== hello.incarnation ? "peer has a new incarnation: re-sync" : "cursor is below the peer's feed floor: re-sync",
         );
       }
-      from = await this.bootstrap(hello, signal);
+      const seq = await this.bootstrap(hello, signal);
+      if (seq === undefined) return;
+      from = seq;
+      bootstrapped = true;
     }
     this.stats.cursorSeq = from;
-    for (;;) {
-      try {
-        await this.follow(hello, from, signal);
-        return;
-      } catch (e) {
-        if (e instanceof PeerRpcError && e.code === "FAILED_PRECONDITION" && e.refusal) {
-          this.deps.log.info({ event: "replication.cursor_refused", peer: this.address, reason: e.refusal }, `peer refused our cursor (${e.refusal}): re-sync`);
-          await store.putMeta(cursorKey(hello.nodeId), null);
-          from = await this.bootstrap(hello, signal);
-          continue;
-        }
-        throw e;
-      }
+    try {
+      await this.follow(hello, from, signal);
+    } catch (e) {
+      if (!(e instanceof PeerRpcError && e.code === "FAILED_PRECONDITION" && e.refusal)) throw e;
+      this.deps.log.info({ event: "replication.cursor_refused", peer: this.address, reason: e.refusal }, `peer refused our cursor (${e.refusal}): greet it again and re-sync`);
+      await store.putMeta(cursorKey(hello.nodeId), null);
+      // A cursor refused the moment a pass made it is a pass that did not take: back off as for one.
+      if (bootstrapped) await this.passBackoff(signal);
     }
   }
 
@@ -366,71 +376,83 @@ export class PeerLink {
     };
   }
 
-  /** Bootstrap passes until one is clean; returns the seq to follow from. */
-  private async bootstrap(hello: HelloResponse, signal: AbortSignal): Promise<number> {
+  /**
+   * One bootstrap pass. Clean: returns the seq to follow from. Not clean: backs off and returns
+   * undefined, and the link greets the peer again before the next pass (a walk resumes from
+   * the saved cursor if the peer kept its incarnation).
+   */
+  private async bootstrap(hello: HelloResponse, signal: AbortSignal): Promise<number | undefined> {
     const key = bootstrapKey(hello.nodeId);
-    let failures = 0;
-    for (;;) {
-      this.setPhase("bootstrapping");
-      const saved = this.deps.store.getMeta<BootstrapState>(key);
-      const state: BootstrapState = saved && saved.incarnation === hello.incarnation ? saved : { incarnation: hello.incarnation, snapshotHead: -1, walkCursor: "" };
-      this.stats.passes++;
-      // Behind the peer from the start of the pass: lag seconds count from here.
-      this.stats.headSeq = Math.max(this.stats.headSeq, Number(hello.feedHead));
-      if (this.stats.cursorSeq < this.stats.headSeq) this.stats.lagSince ??= Date.now();
-      const startedMs = Date.now();
-      this.stats.bootstrap = {
-        totalArtifacts: Number(hello.artifactCount),
-        totalBytes: Number(hello.liveBytes),
-        doneArtifacts: 0,
-        doneBytes: 0,
-        startedMs,
-      };
-      this.deps.log.info({ event: "replication.pass_started", peer: this.address, pass: this.stats.passes, resumeFrom: state.walkCursor !== "" }, "bootstrap pass started");
-      // Each pass is a trace of its own: its pages, body fetches and the peer's serving spans.
-      const passSpan = startSpan(SPAN.bootstrapPass, {
-        parent: null,
-        attributes: { [ATTR.peerAddress]: this.address, [ATTR.peerNodeId]: hello.nodeId, [ATTR.pass]: this.stats.passes, [ATTR.resume]: state.walkCursor !== "" },
-      });
-      let outcome: Awaited<ReturnType<PeerLink["bootstrapPass"]>>;
-      try {
-        outcome = await withContext(passSpan.ctx, () => this.bootstrapPass(state, key, signal));
-      } catch (e) {
-        endSpan(passSpan.span, e);
-        throw e;
-      }
-      passSpan.span.setAttributes({
-        [ATTR.applied]: outcome.applied,
-        [ATTR.skipped]: outcome.skipped,
-        [ATTR.missing]: outcome.missing,
-        [ATTR.failed]: outcome.failed,
-        [ATTR.abandoned]: outcome.abandoned,
-        [ATTR.outcome]: outcome.failed === 0 && !outcome.abandoned ? "clean" : "retry",
-      });
-      endSpan(
-        passSpan.span,
-        outcome.failed === 0 && !outcome.abandoned ? undefined : new Error(outcome.abandoned ? "pass abandoned: no progress" : `${outcome.failed} artifact(s) failed; the pass will be retried`),
-      );
-      if (outcome.failed === 0 && !outcome.abandoned) {
-        const seq = outcome.snapshotHead;
-        await this.deps.store.putMeta(cursorKey(hello.nodeId), { incarnation: hello.incarnation, seq } satisfies Cursor);
-        await this.deps.store.putMeta(key, null);
-        this.deps.log.info(
-          { event: "replication.pass_done", peer: this.address, pass: this.stats.passes, applied: outcome.applied, skipped: outcome.skipped, missing: outcome.missing, ms: Date.now() - startedMs },
-          "bootstrap pass clean",
-        );
-        this.stats.bootstrap = undefined;
-        return seq;
-      }
-      failures++;
-      const delay = backoffDelayMs(this.deps.options.retry, failures);
-      this.deps.log.warn(
-        { event: "replication.pass_retry", peer: this.address, pass: this.stats.passes, failed: outcome.failed, applied: outcome.applied, abandoned: outcome.abandoned, retryInMs: delay },
-        `${outcome.failed} artifact(s) failed this pass, ${outcome.applied} applied; retrying in ${delay} ms`,
-      );
-      this.setPhase("backoff");
-      await sleep(delay, signal);
+    this.setPhase("bootstrapping");
+    const saved = this.deps.store.getMeta<BootstrapState>(key);
+    const state: BootstrapState = saved && saved.incarnation === hello.incarnation ? saved : { incarnation: hello.incarnation, snapshotHead: -1, walkCursor: "" };
+    this.stats.passes++;
+    // Behind the peer from the start of the pass: lag seconds count from here.
+    this.stats.headSeq = Math.max(this.stats.headSeq, Number(hello.feedHead));
+    if (this.stats.cursorSeq < this.stats.headSeq) this.stats.lagSince ??= Date.now();
+    const startedMs = Date.now();
+    this.stats.bootstrap = {
+      totalArtifacts: Number(hello.artifactCount),
+      totalBytes: Number(hello.liveBytes),
+      doneArtifacts: 0,
+      doneBytes: 0,
+      startedMs,
+    };
+    this.deps.log.info({ event: "replication.pass_started", peer: this.address, pass: this.stats.passes, resumeFrom: state.walkCursor !== "" }, "bootstrap pass started");
+    // Each pass is a trace of its own: its pages, body fetches and the peer's serving spans.
+    const passSpan = startSpan(SPAN.bootstrapPass, {
+      parent: null,
+      attributes: { [ATTR.peerAddress]: this.address, [ATTR.peerNodeId]: hello.nodeId, [ATTR.pass]: this.stats.passes, [ATTR.resume]: state.walkCursor !== "" },
+    });
+    let outcome: Awaited<ReturnType<PeerLink["bootstrapPass"]>>;
+    try {
+      outcome = await withContext(passSpan.ctx, () => this.bootstrapPass(state, key, signal));
+    } catch (e) {
+      endSpan(passSpan.span, e);
+      throw e;
     }
+    passSpan.span.setAttributes({
+      [ATTR.applied]: outcome.applied,
+      [ATTR.skipped]: outcome.skipped,
+      [ATTR.missing]: outcome.missing,
+      [ATTR.failed]: outcome.failed,
+      [ATTR.abandoned]: outcome.abandoned,
+      [ATTR.outcome]: outcome.failed === 0 && !outcome.abandoned ? "clean" : "retry",
+    });
+    endSpan(
+      passSpan.span,
+      outcome.failed === 0 && !outcome.abandoned ? undefined : new Error(outcome.abandoned ? "pass abandoned: no progress" : `${outcome.failed} artifact(s) failed; the pass will be retried`),
+    );
+    if (outcome.failed === 0 && !outcome.abandoned) {
+      const seq = outcome.snapshotHead;
+      await this.deps.store.putMeta(cursorKey(hello.nodeId), { incarnation: hello.incarnation, seq } satisfies Cursor);
+      await this.deps.store.putMeta(key, null);
+      this.deps.log.info(
+        { event: "replication.pass_done", peer: this.address, pass: this.stats.passes, applied: outcome.applied, skipped: outcome.skipped, missing: outcome.missing, ms: Date.now() - startedMs },
+        "bootstrap pass clean",
+      );
+      this.stats.bootstrap = undefined;
+      this.passFailures = 0;
+      return seq;
+    }
+    const delay = this.nextPassDelay();
+    this.deps.log.warn(
+      { event: "replication.pass_retry", peer: this.address, pass: this.stats.passes, failed: outcome.failed, applied: outcome.applied, abandoned: outcome.abandoned, retryInMs: delay },
+      `${outcome.failed} artifact(s) failed this pass, ${outcome.applied} applied; retrying in ${delay} ms`,
+    );
+    this.setPhase("backoff");
+    await sleep(delay, signal);
+    return undefined;
+  }
+
+  private nextPassDelay(): number {
+    this.passFailures++;
+    return backoffDelayMs(this.deps.options.retry, this.passFailures);
+  }
+
+  private async passBackoff(signal: AbortSignal): Promise<void> {
+    this.setPhase("backoff");
+    await sleep(this.nextPassDelay(), signal);
   }
 
   private async bootstrapPass(
