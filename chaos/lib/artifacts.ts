@@ -5,12 +5,14 @@
  */
 import { createHash } from "node:crypto";
 import { ConnectError, Code } from "@connectrpc/connect";
+import pLimit from "p-limit";
 import { ArtifactService, Kind } from "../../src/gen/granary/artifact/v1/artifact_pb.js";
 import { openStore } from "../../src/store/store.js";
 import type { Manifest, Store } from "../../src/store/types.js";
 import type { PublicConnection } from "../../src/transport/public-client.js";
 import { deterministicChunks } from "../../test/helpers/data.js";
 import { putRequests } from "../../test/helpers/mesh.js";
+import type { Violations } from "./context.js";
 
 export interface BodySpec {
   readonly seed: number;
@@ -65,6 +67,36 @@ export async function getCas(conn: PublicConnection, ns: string, digest: string,
     return { kind: "error", code: codeOf(e) };
   }
   return { kind: "ok", digest: h.digest("hex"), length };
+}
+
+/**
+ * The oracle's read-back: every acknowledged body from every target node, byte for byte
+ * (SHA-256 and length), `inFlight` reads at a time spread over each target's connections; a
+ * read that is not exactly the body is a violation. Read one at a time, a 60-minute soak's
+ * ~540,000 reads outran its test's timeout.
+ */
+export async function readBackAll(
+  v: Violations,
+  ns: string,
+  acked: ReadonlyMap<string, { readonly size: number }>,
+  targets: ReadonlyArray<readonly [name: string, conns: readonly PublicConnection[]]>,
+  inFlight = 16,
+): Promise<{ reads: number; ms: number }> {
+  const started = Date.now();
+  const limit = pLimit(inFlight);
+  let reads = 0;
+  await Promise.all(
+    [...acked].flatMap(([d, spec], i) =>
+      targets.map(([name, conns]) =>
+        limit(async () => {
+          const r = await getCas(conns[i % conns.length]!, ns, d);
+          reads++;
+          v.check(r.kind === "ok" && r.digest === d && r.length === spec.size, `${name} serves ${d} as ${JSON.stringify(r)}`);
+        }),
+      ),
+    ),
+  );
+  return { reads, ms: Date.now() - started };
 }
 
 export interface AuditResult {

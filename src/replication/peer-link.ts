@@ -435,24 +435,22 @@ export class PeerLink {
       this.passFailures = 0;
       return seq;
     }
-    const delay = this.nextPassDelay();
-    this.deps.log.warn(
-      { event: "replication.pass_retry", peer: this.address, pass: this.stats.passes, failed: outcome.failed, applied: outcome.applied, abandoned: outcome.abandoned, retryInMs: delay },
-      `${outcome.failed} artifact(s) failed this pass, ${outcome.applied} applied; retrying in ${delay} ms`,
+    await this.passBackoff(signal, (delay) =>
+      this.deps.log.warn(
+        { event: "replication.pass_retry", peer: this.address, pass: this.stats.passes, failed: outcome.failed, applied: outcome.applied, abandoned: outcome.abandoned, retryInMs: delay },
+        `${outcome.failed} artifact(s) failed this pass, ${outcome.applied} applied; retrying in ${delay} ms`,
+      ),
     );
-    this.setPhase("backoff");
-    await sleep(delay, signal);
     return undefined;
   }
 
-  private nextPassDelay(): number {
+  /** Backs off before the next pass: one more pass that did not take, a longer wait. */
+  private async passBackoff(signal: AbortSignal, announce?: (delayMs: number) => void): Promise<void> {
     this.passFailures++;
-    return backoffDelayMs(this.deps.options.retry, this.passFailures);
-  }
-
-  private async passBackoff(signal: AbortSignal): Promise<void> {
+    const delay = backoffDelayMs(this.deps.options.retry, this.passFailures);
+    announce?.(delay);
     this.setPhase("backoff");
-    await sleep(this.nextPassDelay(), signal);
+    await sleep(delay, signal);
   }
 
   private async bootstrapPass(
