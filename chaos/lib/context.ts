@@ -62,6 +62,8 @@ export interface ChaosContext {
   record(result: ScenarioResult): void;
   /** Prints a progress line (stdout, prefixed with the scenario name). */
   log(msg: string): void;
+  /** Writes a diagnostic file beside the result: chaos/results/<run>/<name>.<file>. */
+  attach(file: string, text: string): void;
 }
 
 /**
@@ -99,6 +101,11 @@ export function chaosContext(name: string, part?: string): ChaosContext {
     },
     log(msg) {
       process.stdout.write(`[${label}] ${msg}\n`);
+    },
+    attach(file, text) {
+      if (!dir) return;
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, `${label}.${file}`), text);
     },
   };
 }

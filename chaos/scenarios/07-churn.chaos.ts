@@ -13,7 +13,10 @@
  * write is on every node within 3 minutes, and then byte for byte on every node; and the mesh
  * settles: within a minute every link of every node follows its peer's current incarnation (a
  * link that holds the data yet loops bootstrap → refused Follow → bootstrap burns both nodes'
- * CPU for as long as they run: found at full size, 2026-12-07).
+ * CPU for as long as they run: found at full size, 2026-12-07). Which node holds which write
+ * is learned by one poller that asks each node only about writes not yet seen on it
+ * (held-tracker.ts); a missed bound records what the lagging node lacked and its links' state,
+ * and every node's replication log is attached to the result.
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -27,6 +30,7 @@ import { freePorts } from "../../test/helpers/ports.js";
 import { bodyBytes, buildSize, putCasBody, readBackAll, type BodySpec } from "../lib/artifacts.js";
 import { chaosContext, Violations } from "../lib/context.js";
 import { startFaultProxy, type FaultProxy } from "../lib/fault-proxy.js";
+import { HeldTracker } from "../lib/held-tracker.js";
 import { scratch } from "../lib/nodes.js";
 import { killAll, startNode } from "../lib/processes.js";
 
@@ -73,7 +77,14 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
     ];
   };
   const nodes: Array<ChildNode | undefined> = [];
-  for (let i = 0; i < NODES; i++) nodes.push(await startNode(await args(i)));
+  // Every incarnation of every node, for the replication log attached to the result.
+  const incarnations: Array<{ node: number; startedMs: number; child: ChildNode }> = [];
+  const start = async (i: number): Promise<ChildNode> => {
+    const child = await startNode(await args(i));
+    incarnations.push({ node: i, startedMs: Date.now(), child });
+    return child;
+  };
+  for (let i = 0; i < NODES; i++) nodes.push(await start(i));
   for (const n of nodes) await n!.waitReady();
   const conns: PublicConnection[] = pubPorts.map((p) => connectPublic({ server: `127.0.0.1:${p}` }));
   const down = new Set<number>();
@@ -91,6 +102,7 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
       try {
         const d = await putCasBody(conns[i]!, NS, bodyBytes(spec), AbortSignal.timeout(10_000));
         acked.set(d, { ...spec, node: i });
+        tracker.add(d);
       } catch {
         failedPuts++;
       } finally {
@@ -99,12 +111,26 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
       await new Promise((r) => setTimeout(r, ctx.size(50, 10)));
     }
   };
-  const missingOn = async (i: number, digests: string[]): Promise<number> => {
-    let missing = 0;
-    for (let k = 0; k < digests.length; k += 5000) missing += (await conns[i]!.client(ArtifactService).findMissing({ namespace: NS, digests: digests.slice(k, k + 5000) })).missingDigests.length;
-    return missing;
+  // One poller learns which writes each live node holds, asking only about those not yet seen
+  // there; every check below reads it (held-tracker.ts says why).
+  const tracker = new HeldTracker(NODES, async (i, digests) => (await conns[i]!.client(ArtifactService).findMissing({ namespace: NS, digests }, { signal: AbortSignal.timeout(30_000) })).missingDigests);
+  const stopTracker = new AbortController();
+  const polling = tracker.run(() => [...Array(NODES).keys()].filter((i) => !down.has(i)), 500, stopTracker.signal);
+  cleanups.push(() => (stopTracker.abort(), polling));
+  const faults: Array<{ atMs: number; fault: Fault; node: number; note?: string; hit?: boolean; endedMs?: number; writesBefore?: number; allHeldAfterMs?: number; strictAllHeldAfterMs?: number; superseded?: string[]; lagging?: unknown[] }> = [];
+  // What a node that missed a fault's deadline lacked (by the node that acknowledged it) and
+  // what its links were doing: the figures a failed bound is diagnosed from.
+  const lagReport = async (i: number, writes: number): Promise<unknown> => {
+    try {
+      const gone = tracker.unheldDigests(i).filter((d) => tracker.numberOfDigest(d)! < writes);
+      const byAcker = gone.reduce<Record<string, number>>((m, d) => ((m[`n${acked.get(d)!.node}`] = (m[`n${acked.get(d)!.node}`] ?? 0) + 1), m), {});
+      const st = (await conns[i]!.client(NodeService).getStatus({})).status;
+      const links = (st?.peers ?? []).map((p) => ({ peer: p.nodeId, phase: PeerPhase[p.phase], incarnation: p.incarnation.slice(0, 8), cursorSeq: Number(p.cursorSeq), headSeq: Number(p.headSeq), lagSeconds: Math.round(p.lagSeconds), failed: Number(p.failedCount), bootstrapDone: `${p.bootstrapDoneArtifacts}/${p.bootstrapTotalArtifacts}`, lastError: p.lastError.slice(0, 300) }));
+      return { node: `n${i}`, atMs: Date.now() - started, missing: gone.length, byAcker, links };
+    } catch (e) {
+      return { node: `n${i}`, error: String(e) };
+    }
   };
-  const faults: Array<{ atMs: number; fault: Fault; node: number; note?: string; hit?: boolean; endedMs?: number; writesBefore?: number; allHeldAfterMs?: number; strictAllHeldAfterMs?: number; superseded?: string[] }> = [];
   // Per fault: from its end, how long until every node holds every write acknowledged by then.
   // A node hit by a later fault before it held them is handed to that fault's check (a superset
   // of writes, its own 3-minute clock): a node wiped later re-fetches newest first, so the older
@@ -113,11 +139,11 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
   // node, no hand-over) is reported beside it.
   const recoveries: Promise<void>[] = [];
   const watchRecovery = (f: (typeof faults)[number]): void => {
-    const digests = [...acked.keys()];
+    const writes = tracker.order.length;
     const endedAt = Date.now();
     const k = faults.indexOf(f);
     f.endedMs = endedAt - started;
-    f.writesBefore = digests.length;
+    f.writesBefore = writes;
     f.superseded = [];
     const pending = new Set(Array.from({ length: NODES }, (_, i) => i));
     const held = new Set<number>();
@@ -126,7 +152,7 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
         for (let t = 0; t < 1000 && Date.now() - endedAt < 200_000; t++) {
           for (let i = 0; i < NODES; i++) {
             if (held.has(i)) continue;
-            if (!down.has(i) && (await missingOn(i, digests).catch(() => 1)) === 0) {
+            if (!down.has(i) && tracker.firstUnheld(i) >= writes) {
               held.add(i);
               pending.delete(i);
               continue;
@@ -142,8 +168,9 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
             f.strictAllHeldAfterMs = Date.now() - endedAt;
             return;
           }
-          await new Promise((r) => setTimeout(r, 1000));
+          await tracker.nextRound();
         }
+        if (f.allHeldAfterMs === undefined) f.lagging = await Promise.all([...pending].map((i) => lagReport(i, writes)));
       })(),
     );
   };
@@ -161,13 +188,12 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
           // sending it writes, let its in-flight puts finish, then wait for replication.
           down.add(i);
           for (let t = 0; t < 200 && inflight[i]! > 0; t++) await new Promise((r) => setTimeout(r, 50));
-          const mine = [...acked.entries()].filter(([, s]) => s.node === i).map(([d]) => d);
+          const mine = [...acked.entries()].filter(([, s]) => s.node === i).map(([d]) => tracker.numberOfDigest(d)!);
           let ok = false;
-          for (let t = 0; t < 120 && !ok; t++) {
-            const others = [...Array(NODES).keys()].filter((k) => k !== i && !down.has(k));
-            const counts = await Promise.all(others.map((k) => missingOn(k, mine).catch(() => mine.length)));
-            ok = counts.some((c) => c === 0);
-            if (!ok) await new Promise((r) => setTimeout(r, 500));
+          const waitFrom = Date.now();
+          for (let t = 0; t < 1000 && !ok && Date.now() - waitFrom < 60_000; t++) {
+            await tracker.nextRound();
+            ok = [...Array(NODES).keys()].some((k) => k !== i && !down.has(k) && tracker.holdsAll(k, mine));
           }
           if (!ok) faults[faults.length - 1]!.note = "skipped: its writes were not on another node within 60 s";
           if (!ok) {
@@ -178,8 +204,9 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
         down.add(i);
         faults[faults.length - 1]!.hit = true;
         await nodes[i]!.kill("SIGKILL");
+        if (fault === "wipe") tracker.reset(i);
         if (fault === "wipe") await rm(join(dir.path, `n${i}`), { recursive: true, force: true });
-        nodes[i] = await startNode(await args(i));
+        nodes[i] = await start(i);
         down.delete(i);
       } else if (fault === "sigstop") {
         down.add(i);
@@ -207,21 +234,20 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
   }
 
   // Oracle: every acknowledged write on every node within 3 minutes, then byte for byte.
-  const all = [...acked.keys()];
+  const all = tracker.order.length;
   const caughtUpMs: number[] = [];
   for (let i = 0; i < NODES; i++) {
-    let missing = all.length;
-    for (let t = 0; t < 360 && missing > 0 && Date.now() - loadEnded < 180_000; t++) {
-      missing = await missingOn(i, all).catch(() => all.length);
-      if (missing > 0) await new Promise((r) => setTimeout(r, 500));
-    }
+    for (let t = 0; t < 1000 && tracker.firstUnheld(i) < all && Date.now() - loadEnded < 180_000; t++) await tracker.nextRound();
     caughtUpMs.push(Date.now() - loadEnded);
+    const missing = tracker.unheldDigests(i).length;
     if (missing > 0) {
-      const gone = (await conns[i]!.client(ArtifactService).findMissing({ namespace: NS, digests: all }).catch(() => ({ missingDigests: [] as string[] }))).missingDigests;
+      const gone = tracker.unheldDigests(i);
       const byNode = gone.reduce<Record<string, number>>((m, d) => ((m[`n${acked.get(d)!.node}`] = (m[`n${acked.get(d)!.node}`] ?? 0) + 1), m), {});
-      v.check(false, `node n${i} misses ${missing} of ${all.length} acknowledged writes 3 minutes after the load (acknowledged by: ${JSON.stringify(byNode)})`);
+      v.check(false, `node n${i} misses ${missing} of ${all} acknowledged writes 3 minutes after the load (acknowledged by: ${JSON.stringify(byNode)})`);
     }
   }
+  stopTracker.abort();
+  await polling;
   // The mesh settles: every link follows its peer's current incarnation.
   const settleStart = Date.now();
   let unsettled: string[] = ["not checked"];
@@ -238,8 +264,15 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
   // Byte for byte on every node whatever else failed: a wrong body is the worst outcome.
   const oracle = await readBackAll(v, NS, acked, conns.map((c, i) => [`n${i}`, [c]] as const));
   for (const c of conns) c.close();
-  const figures = { nodes: NODES, loadMs: LOAD_MS, clients: CLIENTS, acknowledgedWrites: acked.size, failedPuts, faults, faultCounts: Object.fromEntries(["kill-9", "sigstop", "partition", "wipe"].map((f) => [f, faults.filter((x) => x.fault === f && !x.note).length])), allCaughtUpAfterLoadMs: caughtUpMs, allHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.allHeldAfterMs ?? 0)), perFault: faults.map((f) => f.allHeldAfterMs ?? null) }, strictAllHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.strictAllHeldAfterMs ?? 0)), perFault: faults.map((f) => f.strictAllHeldAfterMs ?? null), within3Min: faults.filter((f) => f.strictAllHeldAfterMs !== undefined && f.strictAllHeldAfterMs <= 180_000).length }, handedOver: faults.reduce((n, f) => n + (f.superseded?.length ?? 0), 0), missingAfterHeal: v.list.filter((x) => x.includes("misses")).length, settledMs, unsettled, oracleReads: oracle.reads, oracleMs: oracle.ms };
+  const figures = { nodes: NODES, loadMs: LOAD_MS, clients: CLIENTS, acknowledgedWrites: acked.size, failedPuts, faults, faultCounts: Object.fromEntries(["kill-9", "sigstop", "partition", "wipe"].map((f) => [f, faults.filter((x) => x.fault === f && !x.note).length])), allCaughtUpAfterLoadMs: caughtUpMs, allHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.allHeldAfterMs ?? 0)), perFault: faults.map((f) => f.allHeldAfterMs ?? null) }, strictAllHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.strictAllHeldAfterMs ?? 0)), perFault: faults.map((f) => f.strictAllHeldAfterMs ?? null), within3Min: faults.filter((f) => f.strictAllHeldAfterMs !== undefined && f.strictAllHeldAfterMs <= 180_000).length }, oracleQueriedDigests: tracker.queried, oracleRounds: tracker.rounds, handedOver: faults.reduce((n, f) => n + (f.superseded?.length ?? 0), 0), missingAfterHeal: v.list.filter((x) => x.includes("misses")).length, settledMs, unsettled, oracleReads: oracle.reads, oracleMs: oracle.ms };
   ctx.record({ passed: v.list.length === 0 && acked.size > 0, figures, violations: v.list });
+  // The replication log of every incarnation (phases, passes, retries, refusals), by node.
+  ctx.attach(
+    "replication.log",
+    incarnations
+      .map(({ node, startedMs, child }) => [`# n${node} started at ${startedMs - started} ms`, ...child.lines.filter((l) => l.includes('"event":"replication.') || l.includes('"event":"membership.'))].join("\n"))
+      .join("\n"),
+  );
   ctx.log(JSON.stringify(figures));
   expect(v.list).toEqual([]);
   // The load, the per-fault checks (≤ 200 s after the last fault), the catch-up (≤ 3 min), the
