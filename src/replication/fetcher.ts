@@ -30,7 +30,7 @@ import type { PeerClient } from "../transport/peer-client.js";
 import { kindToWireNumber } from "./wire.js";
 import type { BandwidthLimiter } from "./bandwidth-limiter.js";
 import type { BodySlots } from "./body-slots.js";
-import type { SingleFlight } from "./single-flight.js";
+import { followerWait, type SingleFlight } from "./single-flight.js";
 import type { StagingBudget } from "./staging-budget.js";
 import { ATTR, SPAN } from "../telemetry/names.js";
 import { activeContext, endSpan, spanEvent, startSpan, withContext, withSpan, type Context } from "../telemetry/spans.js";
@@ -54,6 +54,11 @@ export const MAX_RESUME_FAILURES = 4;
 export const MAX_RESUMES_PER_BODY = 64;
 /** Wait before the n-th consecutive resume attempt (a reset connection needs a moment to redial). */
 export const RESUME_DELAYS_MS: readonly number[] = [0, 250, 1000, 3000];
+/**
+ * Times a body whose flight another link led and failed is claimed again here (and fetched
+ * from this link's peer when no other link has it in flight by then).
+ */
+export const FOLLOWER_RETRIES = 2;
 
 /** The stream delivering a body failed (network, idle timeout, protocol). */
 export class BodyStreamError extends Error {
@@ -396,11 +401,20 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number,
  * Fetches and applies what of `manifests` the store lacks. Resolves when every body has been
  * applied, skipped, found missing on the peer, or failed; throws StoreApplyError on a store
  * failure (the caller aborts its pass).
+ *
+ * A body another link is already fetching is waited for (on this context's signal); if that
+ * link's fetch fails — its peer stalled, was stopped or died, its pass was abandoned — the body
+ * is claimed again and, unless a third link has it in flight, fetched here. Before, the
+ * failure was counted here too: chaos scenario 7 saw a node refilling after a wipe from two
+ * peers fail both bootstrap passes when one peer was SIGSTOPped (thousands of bodies each), and
+ * the pass from the healthy peer sit out its no-progress watchdog and then stay wedged, waiting
+ * for flights of the other link's queue.
  */
-export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifest[]): Promise<FetchResult> {
+export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifest[], followerRetry = 0): Promise<FetchResult> {
   const result: FetchResult = { applied: 0, skipped: 0, missing: 0, failed: 0 };
   const waits: Promise<void>[] = [];
   const mine: Item[] = [];
+  const again: Manifest[] = [];
   let storeFailure: unknown;
   // A claim another link leads counts here as skipped: that link fetched and applied it.
   const settle = (m: Manifest, p: Promise<ApplyOutcome | "missing">, leader: boolean): Promise<void> =>
@@ -420,6 +434,10 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
           storeFailure ??= e;
           return;
         }
+        if (!leader && !ctx.signal.aborted && followerRetry < FOLLOWER_RETRIES) {
+          again.push(m);
+          return;
+        }
         result.failed++;
         ctx.progress.onFailed(m, e);
       },
@@ -433,7 +451,7 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
     const done = deferred<ApplyOutcome | "missing">();
     const claim = ctx.flights.claim(flightKey(m), () => done.promise);
     if (claim.leader) mine.push({ manifest: m, done });
-    waits.push(settle(m, claim.promise, claim.leader));
+    waits.push(settle(m, claim.leader ? claim.promise : followerWait(claim.promise, ctx.signal), claim.leader));
   }
   const parent = activeContext();
   const run = (items: Item[], slot?: () => void): Promise<void> =>
@@ -454,5 +472,12 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
   });
   await Promise.all([...tasks, ...waits]);
   if (storeFailure) throw storeFailure instanceof StoreApplyError ? storeFailure : new StoreApplyError("apply failed", { cause: storeFailure });
+  if (again.length > 0) {
+    const r = await fetchBodies(ctx, again, followerRetry + 1);
+    result.applied += r.applied;
+    result.skipped += r.skipped;
+    result.missing += r.missing;
+    result.failed += r.failed;
+  }
   return result;
 }
