@@ -266,13 +266,24 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
   for (const c of conns) c.close();
   const figures = { nodes: NODES, loadMs: LOAD_MS, clients: CLIENTS, acknowledgedWrites: acked.size, failedPuts, faults, faultCounts: Object.fromEntries(["kill-9", "sigstop", "partition", "wipe"].map((f) => [f, faults.filter((x) => x.fault === f && !x.note).length])), allCaughtUpAfterLoadMs: caughtUpMs, allHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.allHeldAfterMs ?? 0)), perFault: faults.map((f) => f.allHeldAfterMs ?? null) }, strictAllHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.strictAllHeldAfterMs ?? 0)), perFault: faults.map((f) => f.strictAllHeldAfterMs ?? null), within3Min: faults.filter((f) => f.strictAllHeldAfterMs !== undefined && f.strictAllHeldAfterMs <= 180_000).length }, oracleQueriedDigests: tracker.queried, oracleRounds: tracker.rounds, handedOver: faults.reduce((n, f) => n + (f.superseded?.length ?? 0), 0), missingAfterHeal: v.list.filter((x) => x.includes("misses")).length, settledMs, unsettled, oracleReads: oracle.reads, oracleMs: oracle.ms };
   ctx.record({ passed: v.list.length === 0 && acked.size > 0, figures, violations: v.list });
-  // The replication log of every incarnation (phases, passes, retries, refusals), by node.
-  ctx.attach(
-    "replication.log",
-    incarnations
-      .map(({ node, startedMs, child }) => [`# n${node} started at ${startedMs - started} ms`, ...child.lines.filter((l) => l.includes('"event":"replication.') || l.includes('"event":"membership.'))].join("\n"))
-      .join("\n"),
-  );
+  // The replication log of every incarnation (phases, passes, retries, refusals), by node; the
+  // body failures (thousands when a peer stalls) counted per minute, peer and cause instead.
+  const section = ({ node, startedMs, child }: (typeof incarnations)[number]): string => {
+    const failed = new Map<string, number>();
+    const kept: string[] = [];
+    for (const l of child.lines) {
+      if (!l.includes('"event":"replication.') && !l.includes('"event":"membership.')) continue;
+      if (!l.includes('"event":"replication.body_failed"')) {
+        kept.push(l);
+        continue;
+      }
+      const e = JSON.parse(l) as { time?: string; peer?: string; cause?: string };
+      const k = `${e.time?.slice(0, 16)} ${e.peer} ${(e.cause ?? "").replace(/[0-9a-f]{64}/g, "<digest>").replace(/\d+/g, "N").slice(0, 160)}`;
+      failed.set(k, (failed.get(k) ?? 0) + 1);
+    }
+    return [`# n${node} started at ${startedMs - started} ms`, ...kept, ...[...failed].map(([k, n]) => `# body_failed ×${n}: ${k}`)].join("\n");
+  };
+  ctx.attach("replication.log", `${incarnations.map(section).join("\n")}\n`);
   ctx.log(JSON.stringify(figures));
   expect(v.list).toEqual([]);
   // The load, the per-fault checks (≤ 200 s after the last fault), the catch-up (≤ 3 min), the
