@@ -397,36 +397,48 @@ async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number,
 }
 
 
+/** A body of one fetchBodies call: claimed (led here, or followed) when a stream is free for it. */
+interface Pending extends Item {
+  /** This link fetches it (it won the claim); otherwise it waits for another link's fetch. */
+  led: boolean;
+}
+
 /**
  * Fetches and applies what of `manifests` the store lacks. Resolves when every body has been
  * applied, skipped, found missing on the peer, or failed; throws StoreApplyError on a store
  * failure (the caller aborts its pass).
  *
+ * Bodies are claimed node-wide (single-flight) only when one of this link's streams is free
+ * for them, not when their page arrives: two links refilling a node from two peers walk the
+ * same artifacts, and a link claiming whole pages at once (up to pagesInFlight × 4,096) took
+ * them all while the other link's peer sat idle — chaos scenario 7 at full size saw a wiped
+ * node re-fetch 43,641 bodies from one peer in 172 s while its link to the other led none.
+ * Claimed at the stream, each link takes the next bodies nobody is fetching yet.
+ *
  * A body another link is already fetching is waited for (on this context's signal); if that
  * link's fetch fails — its peer stalled, was stopped or died, its pass was abandoned — the body
  * is claimed again and, unless a third link has it in flight, fetched here. Before, the
- * failure was counted here too: chaos scenario 7 saw a node refilling after a wipe from two
- * peers fail both bootstrap passes when one peer was SIGSTOPped (thousands of bodies each), and
- * the pass from the healthy peer sit out its no-progress watchdog and then stay wedged, waiting
- * for flights of the other link's queue.
+ * failure was counted here too: in scenario 7 one SIGSTOPped peer failed both refill passes
+ * of a wiped node (thousands of bodies each), and the pass from the healthy peer sat out its
+ * no-progress watchdog and then stayed wedged, waiting for the other link's flights.
  */
 export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifest[], followerRetry = 0): Promise<FetchResult> {
   const result: FetchResult = { applied: 0, skipped: 0, missing: 0, failed: 0 };
   const waits: Promise<void>[] = [];
-  const mine: Item[] = [];
+  const pending: Pending[] = [];
   const again: Manifest[] = [];
   let storeFailure: unknown;
-  // A claim another link leads counts here as skipped: that link fetched and applied it.
-  const settle = (m: Manifest, p: Promise<ApplyOutcome | "missing">, leader: boolean): Promise<void> =>
-    p.then(
+  // A body another link fetched counts here as skipped: that link applied it.
+  const settle = (it: Pending): Promise<void> =>
+    it.done.promise.then(
       (outcome) => {
         if (outcome === "missing") result.missing++;
-        else if (outcome === "applied" && leader) {
+        else if (outcome === "applied" && it.led) {
           result.applied++;
-          ctx.progress.onApplied(m, outcome);
+          ctx.progress.onApplied(it.manifest, outcome);
         } else {
           result.skipped++;
-          ctx.progress.onSkipped?.(m);
+          ctx.progress.onSkipped?.(it.manifest);
         }
       },
       (e: unknown) => {
@@ -434,32 +446,61 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
           storeFailure ??= e;
           return;
         }
-        if (!leader && !ctx.signal.aborted && followerRetry < FOLLOWER_RETRIES) {
-          again.push(m);
+        if (!it.led && !ctx.signal.aborted && followerRetry < FOLLOWER_RETRIES) {
+          again.push(it.manifest);
           return;
         }
         result.failed++;
-        ctx.progress.onFailed(m, e);
+        ctx.progress.onFailed(it.manifest, e);
       },
     );
+  /** Claims `it`: true when this link leads it; otherwise its outcome is the other fetch's. */
+  const claim = (it: Pending): boolean => {
+    const c = ctx.flights.claim(flightKey(it.manifest), () => it.done.promise);
+    if (c.leader) return (it.led = true);
+    followerWait(c.promise, ctx.signal).then(
+      (o) => it.done.resolve(o),
+      (e: unknown) => it.done.reject(e),
+    );
+    return false;
+  };
   for (const m of manifests) {
     if (ctx.store.has(m)) {
       result.skipped++;
       ctx.progress.onSkipped?.(m);
       continue;
     }
-    const done = deferred<ApplyOutcome | "missing">();
-    const claim = ctx.flights.claim(flightKey(m), () => done.promise);
-    if (claim.leader) mine.push({ manifest: m, done });
-    waits.push(settle(m, claim.leader ? claim.promise : followerWait(claim.promise, ctx.signal), claim.leader));
+    const it: Pending = { manifest: m, done: deferred<ApplyOutcome | "missing">(), led: false };
+    waits.push(settle(it));
+    // In flight on another link right now: wait for it rather than queue it here.
+    if (ctx.flights.has(flightKey(m))) claim(it);
+    else pending.push(it);
   }
   const parent = activeContext();
-  const run = (items: Item[], slot?: () => void): Promise<void> =>
-    ctx.streams(() => runTracedTask(ctx, items, parent, slot)).catch((e: unknown) => {
-      storeFailure ??= e;
-      for (const it of items) if (!it.done.settled) it.done.reject(e);
+  /** At the stream: what of `items` is still to fetch and not in flight elsewhere, claimed. */
+  const lead = (items: Pending[]): Pending[] =>
+    items.filter((it) => {
+      if (ctx.signal.aborted) {
+        it.done.reject(ctx.signal.reason);
+        return false;
+      }
+      if (ctx.store.has(it.manifest)) {
+        it.done.resolve("skipped");
+        return false;
+      }
+      return claim(it);
     });
-  const tasks = planTasks(mine).map((items) => {
+  const run = (items: Pending[], slot?: () => void): Promise<void> =>
+    ctx
+      .streams(async () => {
+        const mine = lead(items);
+        if (mine.length > 0) await runTracedTask(ctx, mine, parent, slot);
+      })
+      .catch((e: unknown) => {
+        storeFailure ??= e;
+        for (const it of items) if (!it.done.settled) it.done.reject(e);
+      });
+  const tasks = planTasks(pending).map((items) => {
     if (items.length !== 1 || items[0]!.manifest.size < LARGE_BODY_BYTES) return run(items);
     // A large body waits for a body slot before it queues for a stream, so it never holds a
     // stream of the link while small batches could use it.

@@ -17,6 +17,8 @@ export class SingleFlight<T> {
     const existing = this.inflight.get(key);
     if (existing) return { promise: existing, leader: false };
     const promise = run().finally(() => this.inflight.delete(key));
+    // A failure is its waiters' to handle; a flight nobody else joined has none.
+    promise.catch(() => undefined);
     this.inflight.set(key, promise);
     return { promise, leader: true };
   }

@@ -90,6 +90,53 @@ describe("a body another link was fetching", () => {
   });
 });
 
+describe("a link to a slow peer", () => {
+  it("claims only the bodies its streams are fetching: a link to a healthy peer takes the rest meanwhile", async () => {
+    // 600 small bodies: three stream tasks (batches of at most 256); one stream per link.
+    const bodies = Array.from({ length: 600 }, (_, i) => bytes(9000 + i, 1024 + i));
+    const fpA = new Failpoints();
+    const fpB = new Failpoints();
+    const a = await startMeshNode({ name: "a2", pki, root: root.path, hooks: { failpoints: fpA } });
+    nodes.push(a);
+    const want = await putAll(a, bodies);
+    const b = await startMeshNode({ name: "b2", pki, root: root.path, peers: [a.peerAddress], hooks: { failpoints: fpB } });
+    nodes.push(b);
+    await waitForArtifacts(b, "default", want, AbortSignal.timeout(60_000));
+    // A holds every body asked of it (far inside C's idle deadline); B's manifests wait until
+    // C's link to A has started its first task.
+    let aAsked!: () => void;
+    const aAskedOnce = new Promise<void>((r) => (aAsked = r));
+    let releaseA!: () => void;
+    const aHold = new Promise<void>((r) => releases.push((releaseA = r)));
+    fpA.set("peer.read-bodies.body", () => {
+      aAsked();
+      return aHold;
+    });
+    fpB.set("peer.list-manifests.page", () => aAskedOnce);
+    const events = eventLog();
+    const c = await startMeshNode({
+      name: "c2",
+      pki,
+      root: root.path,
+      peers: [a.peerAddress, b.peerAddress],
+      log: events.log,
+      config: { idleTimeoutMs: 120_000 },
+      hooks: { replication: { streams: 1 } },
+    });
+    nodes.push(c);
+    // While A still holds its first batch, B's link fetches everything else. Before, C's link
+    // to A claimed all 600 when its page arrived and B's link waited for A's idle deadline.
+    const held = (): number => want.filter((d) => c.store.stat({ namespace: "default", kind: "cas", key: d })).length;
+    const signal = AbortSignal.timeout(60_000);
+    for (let head = c.store.feedHead(); held() < want.length - 256; head = c.store.feedHead()) await c.store.waitForFeed(head, signal);
+    expect(fpA.count("peer.read-bodies.body")).toBe(1);
+    releaseA();
+    await waitForArtifacts(c, "default", want, AbortSignal.timeout(60_000));
+    const fromB = (l: Record<string, unknown>): boolean => l["peer"] === b.peerAddress;
+    expect(await events.waitFor((l) => fromB(l) && l["event"] === "replication.pass_done", AbortSignal.timeout(60_000))).toMatchObject({ pass: 1 });
+  });
+});
+
 describe("followerWait", () => {
   it("rejects as soon as the follower's signal aborts and leaves no listener either way", async () => {
     const ac = new AbortController();
