@@ -497,7 +497,9 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
         if (mine.length > 0) await runTracedTask(ctx, mine, parent, slot);
       })
       .catch((e: unknown) => {
-        storeFailure ??= e;
+        // Only the store failing aborts the caller; anything else (the pass aborted while the
+        // task waited for staging) fails the task's bodies.
+        if (e instanceof StoreApplyError) storeFailure ??= e;
         for (const it of items) if (!it.done.settled) it.done.reject(e);
       });
   const tasks = planTasks(pending).map((items) => {

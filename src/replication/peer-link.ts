@@ -134,6 +134,14 @@ export class RateMeter {
 export const FOLLOW_READ_AHEAD_FRAMES = 64;
 
 const cursorKey = (nodeId: string): string => `replication.cursor.${nodeId}`;
+
+/** True when `err` (or a cause of it) says the peer could not be reached or its connection dropped. */
+export function peerUnavailable(err: unknown): boolean {
+  for (let c: unknown = err, depth = 0; c instanceof Error && depth < 8; c = c.cause, depth++) {
+    if (c instanceof PeerRpcError && c.code === "UNAVAILABLE") return true;
+  }
+  return false;
+}
 const bootstrapKey = (nodeId: string): string => `replication.bootstrap.${nodeId}`;
 
 class NoProgressError extends Error {
@@ -316,7 +324,12 @@ export class PeerLink {
     }
   }
 
-  private fetchContext(signal: AbortSignal, onProgress: () => void): FetchContext {
+  /**
+   * `onPeerLost`: called with the first body failure that says the peer cannot be reached
+   * (UNAVAILABLE); a pass then ends at once instead of failing, and logging, every body it has
+   * queued against a connection that is gone.
+   */
+  private fetchContext(signal: AbortSignal, onProgress: () => void, onPeerLost?: (err: unknown) => void): FetchContext {
     const stats = this.stats;
     const log = this.deps.log;
     const address = this.address;
@@ -341,6 +354,7 @@ export class PeerLink {
       onFailed: (m, err) => {
         // A pass or link being stopped cancels every queued body: that is not a body failure.
         if (signal.aborted) return;
+        if (onPeerLost && peerUnavailable(err)) onPeerLost(err);
         count("failed", m);
         stats.failedCount++;
         stats.lastError = causeChain(err);
@@ -479,7 +493,17 @@ export class PeerLink {
       }
     }, Math.max(50, Math.floor(noProgressMs / 4)));
     watchdog.unref();
-    const ctx = this.fetchContext(passAc.signal, () => this.progressTicks++);
+    // Chaos scenario 7: a pass whose peer was killed or cut failed its queued bodies one by one
+    // against the dead connection, ~22,000 warnings in a minute for one link.
+    const ctx = this.fetchContext(
+      passAc.signal,
+      () => this.progressTicks++,
+      (err) => {
+        if (passAc.signal.aborted) return;
+        this.deps.log.warn({ event: "replication.pass_peer_lost", peer: this.address, ...errFields(err) }, `lost ${this.address} mid-pass; the pass ends and the peer is greeted again`);
+        passAc.abort(err);
+      },
+    );
     const passCtx = activeContext();
     // Pages complete out of order; the persisted walk cursor only moves past a page once it and
     // every page before it were applied without failures.

@@ -1,0 +1,76 @@
+/**
+ * Found by the reliability suite (chaos scenario 7, churn, full size): a bootstrap pass whose
+ * peer was killed or cut kept starting the body streams it had queued, each failing at once
+ * against the dead connection (UNAVAILABLE) and logged as a failed body: ~22,000 warnings in a
+ * minute for one link. Now the first such failure ends the pass, the rest of its queue is
+ * dropped quietly, and the link greets the peer again. Here C's only link (one stream) has
+ * three batches of A's 600 bodies queued when A goes away.
+ */
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import type { GranaryNode } from "../../src/node/granary-node.js";
+import { Failpoints } from "../../src/util/failpoints.js";
+import { bytes } from "../helpers/data.js";
+import { eventLog } from "../helpers/log-events.js";
+import { makePki, publicClient, putCas, startMeshNode, waitForArtifacts, type Pki } from "../helpers/mesh.js";
+import { freePorts } from "../helpers/ports.js";
+import { tempDir } from "../helpers/temp.js";
+
+let root: { path: string; cleanup: () => Promise<void> };
+let pki: Pki;
+const nodes: GranaryNode[] = [];
+beforeAll(async () => {
+  root = await tempDir("granary-peer-lost-");
+  pki = await makePki(join(root.path, "pki"));
+});
+afterAll(async () => {
+  for (const n of nodes.reverse()) await n.close();
+  await root.cleanup();
+});
+
+it("a pass whose peer goes away ends at its first unreachable-peer failure, not one failure per queued body", async () => {
+  const [peerPort] = await freePorts(1);
+  const peerListen = `127.0.0.1:${peerPort}`;
+  const dataDir = join(root.path, "a");
+  const bodies = Array.from({ length: 600 }, (_, i) => bytes(11_000 + i, 1024 + i));
+  // A holds every body it is asked for (its close cuts the stream after the grace period);
+  // then it is gone from its port.
+  const fp = new Failpoints();
+  let asked!: () => void;
+  const askedOnce = new Promise<void>((r) => (asked = r));
+  fp.set("peer.read-bodies.body", () => {
+    asked();
+    return new Promise<void>(() => undefined);
+  });
+  const a = await startMeshNode({ name: "a", pki, root: root.path, dataDir, config: { peerListen }, hooks: { failpoints: fp } });
+  const conn = publicClient(a);
+  const want: string[] = [];
+  for (const b of bodies) want.push(await putCas(conn, "default", b));
+  conn.close();
+
+  const events = eventLog();
+  const c = await startMeshNode({
+    name: "c",
+    pki,
+    root: root.path,
+    peers: [a.peerAddress],
+    log: events.log,
+    hooks: { replication: { streams: 1, retry: { initialMs: 50, maxMs: 500, multiplier: 2, jitter: 0 } } },
+  });
+  nodes.push(c);
+  await askedOnce;
+  await a.close();
+
+  // The link notices, ends the pass and goes back to greeting A (which refuses connections).
+  await events.waitFor((l) => l["event"] === "replication.retry" && l["peer"] === a.peerAddress, AbortSignal.timeout(60_000));
+  const failed = events.lines.filter((l) => l["event"] === "replication.body_failed").length;
+  // At most the batch that was on the wire (256) and the body whose failure ended the pass;
+  // before, every one of the 600 queued bodies.
+  expect(failed).toBeLessThanOrEqual(257);
+  expect(events.lines.some((l) => l["event"] === "replication.pass_peer_lost")).toBe(true);
+
+  // A comes back with its data: the link resumes and the node gets everything.
+  const a2 = await startMeshNode({ name: "a", pki, root: root.path, dataDir, config: { peerListen } });
+  nodes.push(a2);
+  await waitForArtifacts(c, "default", want, AbortSignal.timeout(60_000));
+});
