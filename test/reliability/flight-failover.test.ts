@@ -44,29 +44,36 @@ async function putAll(node: GranaryNode, bodies: readonly Uint8Array[]): Promise
   }
 }
 
+/**
+ * A holds `bodies`; B holds them as replicated from A (the same manifests: one flight per
+ * artifact across C's two links). Then A stalls every body it is asked for until `releaseA`
+ * (or the test's end), and B's manifest pages wait until C's link to A has asked A for one.
+ */
+async function twoPeers(tag: string, bodies: readonly Uint8Array[]): Promise<{ a: GranaryNode; b: GranaryNode; want: string[]; fpA: Failpoints; releaseA: () => void }> {
+  const fpA = new Failpoints();
+  const fpB = new Failpoints();
+  const a = await startMeshNode({ name: `a${tag}`, pki, root: root.path, hooks: { failpoints: fpA } });
+  nodes.push(a);
+  const want = await putAll(a, bodies);
+  const b = await startMeshNode({ name: `b${tag}`, pki, root: root.path, peers: [a.peerAddress], hooks: { failpoints: fpB } });
+  nodes.push(b);
+  await waitForArtifacts(b, "default", want, AbortSignal.timeout(60_000));
+  let aAsked!: () => void;
+  const aAskedOnce = new Promise<void>((r) => (aAsked = r));
+  let releaseA!: () => void;
+  const aHold = new Promise<void>((r) => releases.push((releaseA = r)));
+  fpA.set("peer.read-bodies.body", () => {
+    aAsked();
+    return aHold;
+  });
+  fpB.set("peer.list-manifests.page", () => aAskedOnce);
+  return { a, b, want, fpA, releaseA };
+}
+
 describe("a body another link was fetching", () => {
   it("is fetched from this link's own peer when that link's fetch fails, and the pass is clean", async () => {
     const bodies = Array.from({ length: 40 }, (_, i) => bytes(7000 + i, 4096 + 997 * i));
-    // B holds A's artifacts as replicated from A (same manifests: one flight per artifact).
-    const fpA = new Failpoints();
-    const fpB = new Failpoints();
-    const a = await startMeshNode({ name: "a", pki, root: root.path, hooks: { failpoints: fpA } });
-    nodes.push(a);
-    const want = await putAll(a, bodies);
-    const b = await startMeshNode({ name: "b", pki, root: root.path, peers: [a.peerAddress], hooks: { failpoints: fpB } });
-    nodes.push(b);
-    await waitForArtifacts(b, "default", want, AbortSignal.timeout(60_000));
-    // Now A holds every body it is asked for until the test ends, and B's first manifest page
-    // waits until C's link to A has claimed the bodies and asked A for them.
-    let aAsked!: () => void;
-    const aAskedOnce = new Promise<void>((r) => (aAsked = r));
-    const aHold = new Promise<void>((r) => releases.push(r));
-    fpA.set("peer.read-bodies.body", () => {
-      aAsked();
-      return aHold;
-    });
-    fpB.set("peer.list-manifests.page", () => aAskedOnce);
-
+    const { a, b, want } = await twoPeers("", bodies);
     const events = eventLog();
     const c = await startMeshNode({
       name: "c",
@@ -94,25 +101,8 @@ describe("a link to a slow peer", () => {
   it("claims only the bodies its streams are fetching: a link to a healthy peer takes the rest meanwhile", async () => {
     // 600 small bodies: three stream tasks (batches of at most 256); one stream per link.
     const bodies = Array.from({ length: 600 }, (_, i) => bytes(9000 + i, 1024 + i));
-    const fpA = new Failpoints();
-    const fpB = new Failpoints();
-    const a = await startMeshNode({ name: "a2", pki, root: root.path, hooks: { failpoints: fpA } });
-    nodes.push(a);
-    const want = await putAll(a, bodies);
-    const b = await startMeshNode({ name: "b2", pki, root: root.path, peers: [a.peerAddress], hooks: { failpoints: fpB } });
-    nodes.push(b);
-    await waitForArtifacts(b, "default", want, AbortSignal.timeout(60_000));
-    // A holds every body asked of it (far inside C's idle deadline); B's manifests wait until
-    // C's link to A has started its first task.
-    let aAsked!: () => void;
-    const aAskedOnce = new Promise<void>((r) => (aAsked = r));
-    let releaseA!: () => void;
-    const aHold = new Promise<void>((r) => releases.push((releaseA = r)));
-    fpA.set("peer.read-bodies.body", () => {
-      aAsked();
-      return aHold;
-    });
-    fpB.set("peer.list-manifests.page", () => aAskedOnce);
+    // A stalls its first batch far inside C's idle deadline.
+    const { a, b, want, fpA, releaseA } = await twoPeers("2", bodies);
     const events = eventLog();
     const c = await startMeshNode({
       name: "c2",
