@@ -458,6 +458,10 @@ export class PeerLink {
     return undefined;
   }
 
+  private peerLost(during: "pass" | "follow", err: unknown): void {
+    this.deps.log.warn({ event: "replication.peer_lost", peer: this.address, during, ...errFields(err) }, `lost ${this.address} during a ${during}; it ends and the peer is greeted again`);
+  }
+
   /** Backs off before the next pass: one more pass that did not take, a longer wait. */
   private async passBackoff(signal: AbortSignal, announce?: (delayMs: number) => void): Promise<void> {
     this.passFailures++;
@@ -500,7 +504,7 @@ export class PeerLink {
       () => this.progressTicks++,
       (err) => {
         if (passAc.signal.aborted) return;
-        this.deps.log.warn({ event: "replication.pass_peer_lost", peer: this.address, ...errFields(err) }, `lost ${this.address} mid-pass; the pass ends and the peer is greeted again`);
+        this.peerLost("pass", err);
         passAc.abort(err);
       },
     );
@@ -600,7 +604,21 @@ export class PeerLink {
       if (cursor >= headAtHello) this.reportInitialSync("caught-up");
     };
     caughtUp();
-    const ctx = this.fetchContext(signal, () => undefined);
+    // As in a pass, a body failure that says the peer is gone ends the session at once instead
+    // of failing each body of the batch against the dead connection.
+    const sessionAc = new AbortController();
+    setMaxListeners(0, sessionAc.signal);
+    const onStop = (): void => sessionAc.abort(signal.reason);
+    signal.addEventListener("abort", onStop, { once: true });
+    const ctx = this.fetchContext(
+      sessionAc.signal,
+      () => undefined,
+      (err) => {
+        if (sessionAc.signal.aborted) return;
+        this.peerLost("follow", err);
+        sessionAc.abort(err);
+      },
+    );
     // Pages queue in the connection's buffers (up to its flow-control window) while their
     // bodies are fetched, so the head a page carries is as old as that backlog: a follower
     // thousands of changes behind reported a lag of a few (found by the soak scenario). Ask
@@ -620,6 +638,7 @@ export class PeerLink {
       await this.followPages(session, hello, cursor, signal, ctx, caughtUp, (c) => (cursor = c));
     } finally {
       clearInterval(refresh);
+      signal.removeEventListener("abort", onStop);
     }
   }
 
@@ -672,6 +691,7 @@ export class PeerLink {
       try {
         const r = await withContext(page.ctx, () => fetchBodies(ctx, manifests));
         page.span.setAttributes({ [ATTR.applied]: r.applied, [ATTR.skipped]: r.skipped, [ATTR.missing]: r.missing, [ATTR.failed]: r.failed });
+        if (ctx.signal.aborted && !signal.aborted) throw ctx.signal.reason;
         if (r.failed > 0) throw new Error(`${r.failed} of ${manifests.length} bodies of feed pages failed; resuming from seq ${cursor}`);
         cursor = last;
         setCursor(cursor);

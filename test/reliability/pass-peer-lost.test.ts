@@ -4,7 +4,7 @@
  * against the dead connection (UNAVAILABLE) and logged as a failed body: ~22,000 warnings in a
  * minute for one link. Now the first such failure ends the pass, the rest of its queue is
  * dropped quietly, and the link greets the peer again. Here C's only link (one stream) has
- * three batches of A's 600 bodies queued when A goes away.
+ * three batches of A's 600 bodies queued when A goes away; then the same for a follow session.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -67,10 +67,65 @@ it("a pass whose peer goes away ends at its first unreachable-peer failure, not 
   // At most the batch that was on the wire (256) and the body whose failure ended the pass;
   // before, every one of the 600 queued bodies.
   expect(failed).toBeLessThanOrEqual(257);
-  expect(events.lines.some((l) => l["event"] === "replication.pass_peer_lost")).toBe(true);
+  expect(events.lines.some((l) => l["event"] === "replication.peer_lost")).toBe(true);
 
   // A comes back with its data: the link resumes and the node gets everything.
   const a2 = await startMeshNode({ name: "a", pki, root: root.path, dataDir, config: { peerListen } });
+  nodes.push(a2);
+  await waitForArtifacts(c, "default", want, AbortSignal.timeout(60_000));
+});
+
+it("a follow session whose peer goes away ends at its first unreachable-peer failure too", async () => {
+  const [peerPort] = await freePorts(1);
+  const peerListen = `127.0.0.1:${peerPort}`;
+  const dataDir = join(root.path, "f");
+  const fp = new Failpoints();
+  const a = await startMeshNode({ name: "f", pki, root: root.path, dataDir, config: { peerListen }, hooks: { failpoints: fp } });
+  const events = eventLog();
+  const c = await startMeshNode({
+    name: "fc",
+    pki,
+    root: root.path,
+    peers: [a.peerAddress],
+    log: events.log,
+    hooks: { replication: { streams: 1, retry: { initialMs: 50, maxMs: 500, multiplier: 2, jitter: 0 } } },
+  });
+  nodes.push(c);
+  await events.waitFor((l) => l["event"] === "replication.phase" && l["to"] === "following", AbortSignal.timeout(60_000));
+  // A's first feed page waits until all 600 puts are in, so the next one carries the rest; A
+  // serves the first body it is asked for and holds every later one.
+  let putsDone!: () => void;
+  const allPut = new Promise<void>((r) => (putsDone = r));
+  let pageHeld = false;
+  fp.set("peer.follow.page", () => {
+    if (pageHeld) return;
+    pageHeld = true;
+    return allPut;
+  });
+  let asked!: () => void;
+  const heldOnce = new Promise<void>((r) => (asked = r));
+  let served = 0;
+  fp.set("peer.read-bodies.body", () => {
+    if (served++ === 0) return;
+    asked();
+    return new Promise<void>(() => undefined);
+  });
+  const conn = publicClient(a);
+  const want: string[] = [];
+  for (let i = 0; i < 600; i++) want.push(await putCas(conn, "default", bytes(13_000 + i, 1024 + i)));
+  conn.close();
+  putsDone();
+  await heldOnce;
+  expect(events.lines.some((l) => l["event"] === "replication.retry")).toBe(false);
+  await a.close();
+
+  await events.waitFor((l) => l["event"] === "replication.retry" && l["peer"] === a.peerAddress, AbortSignal.timeout(60_000));
+  const failed = events.lines.filter((l) => l["event"] === "replication.body_failed").length;
+  // At most the batch on the wire and the body that ended the session; before, all 599 queued.
+  expect(failed).toBeLessThanOrEqual(257);
+  expect(events.lines.some((l) => l["event"] === "replication.peer_lost" && l["during"] === "follow")).toBe(true);
+
+  const a2 = await startMeshNode({ name: "f", pki, root: root.path, dataDir, config: { peerListen } });
   nodes.push(a2);
   await waitForArtifacts(c, "default", want, AbortSignal.timeout(60_000));
 });
