@@ -204,8 +204,10 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
         down.add(i);
         faults[faults.length - 1]!.hit = true;
         await nodes[i]!.kill("SIGKILL");
-        if (fault === "wipe") tracker.reset(i);
-        if (fault === "wipe") await rm(join(dir.path, `n${i}`), { recursive: true, force: true });
+        if (fault === "wipe") {
+          tracker.reset(i);
+          await rm(join(dir.path, `n${i}`), { recursive: true, force: true });
+        }
         nodes[i] = await start(i);
         down.delete(i);
       } else if (fault === "sigstop") {
@@ -239,9 +241,9 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
   for (let i = 0; i < NODES; i++) {
     for (let t = 0; t < 1000 && tracker.firstUnheld(i) < all && Date.now() - loadEnded < 180_000; t++) await tracker.nextRound();
     caughtUpMs.push(Date.now() - loadEnded);
-    const missing = tracker.unheldDigests(i).length;
+    const gone = tracker.unheldDigests(i);
+    const missing = gone.length;
     if (missing > 0) {
-      const gone = tracker.unheldDigests(i);
       const byNode = gone.reduce<Record<string, number>>((m, d) => ((m[`n${acked.get(d)!.node}`] = (m[`n${acked.get(d)!.node}`] ?? 0) + 1), m), {});
       v.check(false, `node n${i} misses ${missing} of ${all} acknowledged writes 3 minutes after the load (acknowledged by: ${JSON.stringify(byNode)})`);
     }

@@ -28,6 +28,21 @@ afterAll(async () => {
   await root.cleanup();
 });
 
+/** C: one peer (A), one stream per link, fast retries, its log captured. */
+async function startFollower(name: string, a: GranaryNode): Promise<{ c: GranaryNode; events: ReturnType<typeof eventLog> }> {
+  const events = eventLog();
+  const c = await startMeshNode({
+    name,
+    pki,
+    root: root.path,
+    peers: [a.peerAddress],
+    log: events.log,
+    hooks: { replication: { streams: 1, retry: { initialMs: 50, maxMs: 500, multiplier: 2, jitter: 0 } } },
+  });
+  nodes.push(c);
+  return { c, events };
+}
+
 it("a pass whose peer goes away ends at its first unreachable-peer failure, not one failure per queued body", async () => {
   const [peerPort] = await freePorts(1);
   const peerListen = `127.0.0.1:${peerPort}`;
@@ -48,16 +63,7 @@ it("a pass whose peer goes away ends at its first unreachable-peer failure, not 
   for (const b of bodies) want.push(await putCas(conn, "default", b));
   conn.close();
 
-  const events = eventLog();
-  const c = await startMeshNode({
-    name: "c",
-    pki,
-    root: root.path,
-    peers: [a.peerAddress],
-    log: events.log,
-    hooks: { replication: { streams: 1, retry: { initialMs: 50, maxMs: 500, multiplier: 2, jitter: 0 } } },
-  });
-  nodes.push(c);
+  const { c, events } = await startFollower("c", a);
   await askedOnce;
   await a.close();
 
@@ -81,16 +87,7 @@ it("a follow session whose peer goes away ends at its first unreachable-peer fai
   const dataDir = join(root.path, "f");
   const fp = new Failpoints();
   const a = await startMeshNode({ name: "f", pki, root: root.path, dataDir, config: { peerListen }, hooks: { failpoints: fp } });
-  const events = eventLog();
-  const c = await startMeshNode({
-    name: "fc",
-    pki,
-    root: root.path,
-    peers: [a.peerAddress],
-    log: events.log,
-    hooks: { replication: { streams: 1, retry: { initialMs: 50, maxMs: 500, multiplier: 2, jitter: 0 } } },
-  });
-  nodes.push(c);
+  const { c, events } = await startFollower("fc", a);
   await events.waitFor((l) => l["event"] === "replication.phase" && l["to"] === "following", AbortSignal.timeout(60_000));
   // A's first feed page waits until all 600 puts are in, so the next one carries the rest; A
   // serves the first body it is asked for and holds every later one.
