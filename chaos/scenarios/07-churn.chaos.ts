@@ -291,7 +291,9 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
       const k = `${e.time?.slice(0, 16)} ${e.peer} ${(e.cause ?? "").replace(/[0-9a-f]{64}/g, "<digest>").replace(/\d+/g, "N").slice(0, 160)}`;
       failed.set(k, (failed.get(k) ?? 0) + 1);
     }
-    return [`# n${node} started at ${startedMs - started} ms`, ...kept, ...[...failed].map(([k, n]) => `# body_failed ×${n}: ${k}`)].join("\n");
+    const exit = child.proc.exitCode === null && child.proc.signalCode === null ? "running" : `exited ${child.proc.signalCode ?? child.proc.exitCode}`;
+    const stderr = child.stderr().trim();
+    return [`# n${node} started at ${startedMs - started} ms (${exit})`, ...kept, ...[...failed].map(([k, n]) => `# body_failed ×${n}: ${k}`), ...(stderr ? [`# stderr:\n${stderr.slice(-8_000)}`] : [])].join("\n");
   };
   ctx.attach("replication.log", `${incarnations.map(section).join("\n")}\n`);
   ctx.log(JSON.stringify(figures));

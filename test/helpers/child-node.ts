@@ -12,6 +12,8 @@ export interface ChildNode {
   readonly publicAddress: string;
   readonly peerAddress: string | undefined;
   readonly lines: string[];
+  /** Everything the process wrote to stderr (a crash's stack, a V8 or allocation abort). */
+  stderr(): string;
   /** Resolves with the first log event matching `pred` (past or future). */
   event(pred: (e: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>>;
   waitReady(): Promise<void>;
@@ -56,6 +58,7 @@ export async function startChildNode(args: readonly string[], env: NodeJS.Proces
     publicAddress: String(listening["publicAddress"]),
     peerAddress: listening["peerAddress"] === undefined ? undefined : String(listening["peerAddress"]),
     lines,
+    stderr: () => stderr,
     event,
     waitReady: async () => {
       await event((e) => e["event"] === "readiness.changed" && e["ready"] === true, "ready");
