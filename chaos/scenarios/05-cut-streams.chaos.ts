@@ -246,6 +246,8 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
   };
   v.check(figures.retriedBytes <= 2 * figures.bytesCut, `bytes fetched again ${figures.retriedBytes} > 2 x bytes cut ${figures.bytesCut}`);
   ctx.record({ passed: v.list.length === 0, figures, violations: v.list });
+  // B's replication log (passes, failures with their causes, resumes), to diagnose the figures.
+  ctx.attach("b-replication.log", `${logB.events.filter((e) => String(e["event"]).startsWith("replication.")).map((e) => JSON.stringify(e)).join("\n")}\n`);
   ctx.log(JSON.stringify(figures));
   expect(v.list).toEqual([]);
 });
