@@ -69,6 +69,19 @@ export class BodyStreamError extends Error {
   }
 }
 
+/**
+ * A body that never reached a stream: the pass or session stopped starting new ones (its peer
+ * was lost) while it waited for a stream, a body slot, staging or another link's fetch. It
+ * counts as failed (the pass is not clean) but is not a failure of its own to log.
+ */
+export class NotStartedError extends Error {
+  readonly code = "NOT_STARTED";
+  constructor(options?: { cause?: unknown }) {
+    super("body not started: the pass stopped starting bodies (its peer was lost)", options);
+    this.name = "NotStartedError";
+  }
+}
+
 /** The local store failed while applying: the pass must abort. */
 export class StoreApplyError extends Error {
   readonly code = "STORE_APPLY";
@@ -99,7 +112,15 @@ export interface FetchContext {
   readonly bodySlots: BodySlots;
   readonly bandwidth: BandwidthLimiter;
   readonly flights: SingleFlight<ApplyOutcome | "missing">;
+  /** Stops everything: streams under way included (the pass or link is stopping). */
   readonly signal: AbortSignal;
+  /**
+   * Stops what has not started (aborted with `signal`, and when the peer is lost): bodies still
+   * waiting for a stream, a body slot, staging or another link's fetch fail as NotStartedError;
+   * streams under way go on, so a large body cut with its connection resumes at its offset
+   * once the client has redialled instead of being fetched again from byte 0.
+   */
+  readonly queueSignal: AbortSignal;
   readonly progress: FetchProgress;
 }
 
@@ -218,7 +239,7 @@ async function runTracedTask(ctx: FetchContext, items: readonly Item[], parent: 
 async function runTask(ctx: FetchContext, items: readonly Item[], bytes: number, slot: (() => void) | undefined): Promise<void> {
   const waitStart = performance.now();
   const large = items.length === 1 && items[0]!.manifest.size >= LARGE_BODY_BYTES;
-  const release = await ctx.staging.reserve(large ? Math.min(bytes, LARGE_BODY_STAGING_BYTES) : bytes, ctx.signal);
+  const release = await ctx.staging.reserve(large ? Math.min(bytes, LARGE_BODY_STAGING_BYTES) : bytes, ctx.queueSignal);
   spanEvent("staging reserved", { [ATTR.bytes]: bytes, "granary.wait_ms": Math.round(performance.now() - waitStart) });
   // Small bodies are read whole (their bytes are already reserved) and applied without waiting
   // for each one's fsync and index commit before reading the next: the store group-commits
@@ -424,6 +445,8 @@ interface Pending extends Item {
  */
 export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifest[], followerRetry = 0): Promise<FetchResult> {
   const result: FetchResult = { applied: 0, skipped: 0, missing: 0, failed: 0 };
+  // What a body that stopped waiting fails with: not started, when the queue was stopped.
+  const notStarted = (e: unknown): unknown => (ctx.queueSignal.aborted && !(e instanceof StoreApplyError) ? new NotStartedError({ cause: ctx.queueSignal.reason }) : e);
   const waits: Promise<void>[] = [];
   const pending: Pending[] = [];
   const again: Manifest[] = [];
@@ -446,7 +469,7 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
           storeFailure ??= e;
           return;
         }
-        if (!it.led && !ctx.signal.aborted && followerRetry < FOLLOWER_RETRIES) {
+        if (!it.led && !ctx.queueSignal.aborted && followerRetry < FOLLOWER_RETRIES) {
           again.push(it.manifest);
           return;
         }
@@ -458,9 +481,9 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
   const claim = (it: Pending): boolean => {
     const c = ctx.flights.claim(flightKey(it.manifest), () => it.done.promise);
     if (c.leader) return (it.led = true);
-    followerWait(c.promise, ctx.signal).then(
+    followerWait(c.promise, ctx.queueSignal).then(
       (o) => it.done.resolve(o),
-      (e: unknown) => it.done.reject(e),
+      (e: unknown) => it.done.reject(notStarted(e)),
     );
     return false;
   };
@@ -480,8 +503,8 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
   /** At the stream: what of `items` is still to fetch and not in flight elsewhere, claimed. */
   const lead = (items: Pending[]): Pending[] =>
     items.filter((it) => {
-      if (ctx.signal.aborted) {
-        it.done.reject(ctx.signal.reason);
+      if (ctx.queueSignal.aborted) {
+        it.done.reject(notStarted(ctx.queueSignal.reason));
         return false;
       }
       if (ctx.store.has(it.manifest)) {
@@ -500,16 +523,16 @@ export async function fetchBodies(ctx: FetchContext, manifests: readonly Manifes
         // Only the store failing aborts the caller; anything else (the pass aborted while the
         // task waited for staging) fails the task's bodies.
         if (e instanceof StoreApplyError) storeFailure ??= e;
-        for (const it of items) if (!it.done.settled) it.done.reject(e);
+        for (const it of items) if (!it.done.settled) it.done.reject(notStarted(e));
       });
   const tasks = planTasks(pending).map((items) => {
     if (items.length !== 1 || items[0]!.manifest.size < LARGE_BODY_BYTES) return run(items);
     // A large body waits for a body slot before it queues for a stream, so it never holds a
     // stream of the link while small batches could use it.
-    return ctx.bodySlots.acquire(ctx.signal).then(
+    return ctx.bodySlots.acquire(ctx.queueSignal).then(
       (slot) => run(items, slot).finally(slot),
       (e: unknown) => {
-        for (const it of items) if (!it.done.settled) it.done.reject(e);
+        for (const it of items) if (!it.done.settled) it.done.reject(notStarted(e));
       },
     );
   });

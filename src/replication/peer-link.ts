@@ -25,7 +25,7 @@ import { ATTR, SPAN } from "../telemetry/names.js";
 import { activeContext, endSpan, linkTo, startSpan, withContext } from "../telemetry/spans.js";
 import type { BandwidthLimiter } from "./bandwidth-limiter.js";
 import type { BodySlots } from "./body-slots.js";
-import { fetchBodies, type FetchContext, type FetchProgress, type FetchResult, StoreApplyError } from "./fetcher.js";
+import { fetchBodies, type FetchContext, type FetchProgress, type FetchResult, NotStartedError, StoreApplyError } from "./fetcher.js";
 import { backoffDelayMs, type RetryPolicy } from "./retry-policy.js";
 import type { SingleFlight } from "./single-flight.js";
 import type { StagingBudget } from "./staging-budget.js";
@@ -332,15 +332,21 @@ export class PeerLink {
   }
 
   /**
-   * `onPeerLost`: called with the first body failure that says the peer cannot be reached
-   * (UNAVAILABLE); a pass then ends at once instead of failing, and logging, every body it has
-   * queued against a connection that is gone.
+   * `onPeerLost`: called once, with the first body failure that says the peer cannot be reached
+   * (UNAVAILABLE). The context then stops starting bodies (its queueSignal): what is queued
+   * fails quietly instead of one logged failure per body against a connection that is gone,
+   * and the caller ends its pass or session once the streams under way are done — a large body
+   * among them resumes at its offset if the peer is back (a reset connection), as it did before
+   * peer loss ended passes (chaos scenario 5: 0 resumes and 100x the bytes fetched again when
+   * the loss aborted the streams under way too).
    */
   private fetchContext(signal: AbortSignal, onProgress: () => void, onPeerLost?: (err: unknown) => void): FetchContext {
+    const lost = new AbortController();
+    const queueSignal = onPeerLost ? AbortSignal.any([signal, lost.signal]) : signal;
+    setMaxListeners(0, queueSignal);
     const stats = this.stats;
     const log = this.deps.log;
     const address = this.address;
-    let lost = false;
     const count = (o: keyof PeerLinkStats["outcomes"], m: Manifest): void => {
       stats.outcomes[o].artifacts++;
       stats.outcomes[o].bytes += m.size;
@@ -360,14 +366,17 @@ export class PeerLink {
         onProgress();
       },
       onFailed: (m, err) => {
-        // A pass or link being stopped cancels its queued bodies and its streams, and a lost peer
-        // fails every stream of the dead connection: neither is a body failure of its own (the
-        // stop, or the one peer_lost event, says it). A body that failed for a reason of its own
-        // (ended short, a bad digest) still is, even when it settles after the stop: chaos
-        // scenario 5 at full size found a short body no longer logged with its offset.
-        if (signal.aborted && (causedBy(err, signal.reason) || (lost && peerUnavailable(err)))) return;
-        if (onPeerLost && !lost && peerUnavailable(err)) {
-          lost = true;
+        // Not body failures of their own: a body a lost peer kept from starting; what a pass or
+        // link being stopped cancelled (the stop's reason in the cause chain); and, once the
+        // peer is lost, each stream of the dead connection (the one peer_lost event says it).
+        // A body that failed for a reason of its own (ended short, a bad digest) is one, even
+        // after a stop: chaos scenario 5 at full size found a short body not logged when the
+        // loss aborted the whole pass.
+        if (err instanceof NotStartedError) return;
+        if (signal.aborted && causedBy(err, signal.reason)) return;
+        if (lost.signal.aborted && peerUnavailable(err)) return;
+        if (onPeerLost && peerUnavailable(err)) {
+          lost.abort(err);
           onPeerLost(err);
         }
         count("failed", m);
@@ -401,6 +410,7 @@ export class PeerLink {
       bandwidth: this.deps.bandwidth,
       flights: this.deps.flights,
       signal,
+      queueSignal,
       progress,
     };
   }
@@ -513,15 +523,12 @@ export class PeerLink {
     }, Math.max(50, Math.floor(noProgressMs / 4)));
     watchdog.unref();
     // Chaos scenario 7: a pass whose peer was killed or cut failed its queued bodies one by one
-    // against the dead connection, ~22,000 warnings in a minute for one link.
+    // against the dead connection, ~22,000 warnings in a minute for one link. A lost peer now
+    // stops the walk and what is queued (ctx.queueSignal); streams under way finish or resume.
     const ctx = this.fetchContext(
       passAc.signal,
       () => this.progressTicks++,
-      (err) => {
-        if (passAc.signal.aborted) return;
-        this.peerLost("pass", err);
-        passAc.abort(err);
-      },
+      (err) => this.peerLost("pass", err),
     );
     const passCtx = activeContext();
     // Pages complete out of order; the persisted walk cursor only moves past a page once it and
@@ -540,7 +547,7 @@ export class PeerLink {
     try {
       const pages = this.deps.client.listManifests(
         { cursor: state.walkCursor === "" ? new Uint8Array() : Buffer.from(state.walkCursor, "base64"), pageItems: this.deps.options.listPageItems, pageBytes: 4n << 20n },
-        passAc.signal,
+        ctx.queueSignal,
       );
       for await (const page of pages) {
         this.progressTicks++;
@@ -619,21 +626,10 @@ export class PeerLink {
       if (cursor >= headAtHello) this.reportInitialSync("caught-up");
     };
     caughtUp();
-    // As in a pass, a body failure that says the peer is gone ends the session at once instead
-    // of failing each body of the batch against the dead connection.
-    const sessionAc = new AbortController();
-    setMaxListeners(0, sessionAc.signal);
-    const onStop = (): void => sessionAc.abort(signal.reason);
-    signal.addEventListener("abort", onStop, { once: true });
-    const ctx = this.fetchContext(
-      sessionAc.signal,
-      () => undefined,
-      (err) => {
-        if (sessionAc.signal.aborted) return;
-        this.peerLost("follow", err);
-        sessionAc.abort(err);
-      },
-    );
+    // As in a pass, a body failure that says the peer is gone ends the session (once the
+    // streams under way are done) instead of failing each body of the batch against the dead
+    // connection.
+    const ctx = this.fetchContext(signal, () => undefined, (err) => this.peerLost("follow", err));
     // Pages queue in the connection's buffers (up to its flow-control window) while their
     // bodies are fetched, so the head a page carries is as old as that backlog: a follower
     // thousands of changes behind reported a lag of a few (found by the soak scenario). Ask
@@ -653,7 +649,6 @@ export class PeerLink {
       await this.followPages(session, hello, cursor, signal, ctx, caughtUp, (c) => (cursor = c));
     } finally {
       clearInterval(refresh);
-      signal.removeEventListener("abort", onStop);
     }
   }
 
@@ -706,7 +701,7 @@ export class PeerLink {
       try {
         const r = await withContext(page.ctx, () => fetchBodies(ctx, manifests));
         page.span.setAttributes({ [ATTR.applied]: r.applied, [ATTR.skipped]: r.skipped, [ATTR.missing]: r.missing, [ATTR.failed]: r.failed });
-        if (ctx.signal.aborted && !signal.aborted) throw ctx.signal.reason;
+        if (ctx.queueSignal.aborted && !signal.aborted) throw ctx.queueSignal.reason;
         if (r.failed > 0) throw new Error(`${r.failed} of ${manifests.length} bodies of feed pages failed; resuming from seq ${cursor}`);
         cursor = last;
         setCursor(cursor);
