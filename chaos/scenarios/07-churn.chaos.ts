@@ -50,6 +50,9 @@ afterAll(async () => {
 
 type Fault = "kill-9" | "sigstop" | "partition" | "wipe";
 
+
+/** "running", or how a node process ended ("exited SIGKILL", "exited 1"). */
+const processState = ({ proc }: ChildNode): string => (proc.exitCode === null && proc.signalCode === null ? "running" : `exited ${proc.signalCode ?? proc.exitCode}`);
 it("loses no acknowledged write through kills, pauses, partitions and wipes; every node catches up", async () => {
   const v = new Violations();
   const rng = ctx.rng;
@@ -274,7 +277,7 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
   // Byte for byte on every node whatever else failed: a wrong body is the worst outcome.
   const oracle = await readBackAll(v, NS, acked, conns.map((c, i) => [`n${i}`, [c]] as const));
   for (const c of conns) c.close();
-  const figures = { nodes: NODES, loadMs: LOAD_MS, clients: CLIENTS, acknowledgedWrites: acked.size, failedPuts, faults, faultCounts: Object.fromEntries(["kill-9", "sigstop", "partition", "wipe"].map((f) => [f, faults.filter((x) => x.fault === f && !x.note).length])), allCaughtUpAfterLoadMs: caughtUpMs, allHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.allHeldAfterMs ?? 0)), perFault: faults.map((f) => f.allHeldAfterMs ?? null) }, strictAllHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.strictAllHeldAfterMs ?? 0)), perFault: faults.map((f) => f.strictAllHeldAfterMs ?? null), within3Min: faults.filter((f) => f.strictAllHeldAfterMs !== undefined && f.strictAllHeldAfterMs <= 180_000).length }, nodeProcesses: nodes.map((n) => (n!.proc.exitCode === null && n!.proc.signalCode === null ? "running" : `exited ${n!.proc.signalCode ?? n!.proc.exitCode}`)), oracleQueriedDigests: tracker.queried, oracleRounds: tracker.rounds, handedOver: faults.reduce((n, f) => n + (f.superseded?.length ?? 0), 0), missingAfterHeal: v.list.filter((x) => x.includes("misses")).length, settledMs, unsettled, oracleReads: oracle.reads, oracleMs: oracle.ms };
+  const figures = { nodes: NODES, loadMs: LOAD_MS, clients: CLIENTS, acknowledgedWrites: acked.size, failedPuts, faults, faultCounts: Object.fromEntries(["kill-9", "sigstop", "partition", "wipe"].map((f) => [f, faults.filter((x) => x.fault === f && !x.note).length])), allCaughtUpAfterLoadMs: caughtUpMs, allHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.allHeldAfterMs ?? 0)), perFault: faults.map((f) => f.allHeldAfterMs ?? null) }, strictAllHeldAfterFaultMs: { max: Math.max(0, ...faults.map((f) => f.strictAllHeldAfterMs ?? 0)), perFault: faults.map((f) => f.strictAllHeldAfterMs ?? null), within3Min: faults.filter((f) => f.strictAllHeldAfterMs !== undefined && f.strictAllHeldAfterMs <= 180_000).length }, nodeProcesses: nodes.map((n) => processState(n!)), oracleQueriedDigests: tracker.queried, oracleRounds: tracker.rounds, handedOver: faults.reduce((n, f) => n + (f.superseded?.length ?? 0), 0), missingAfterHeal: v.list.filter((x) => x.includes("misses")).length, settledMs, unsettled, oracleReads: oracle.reads, oracleMs: oracle.ms };
   ctx.record({ passed: v.list.length === 0 && acked.size > 0, figures, violations: v.list });
   // The replication log of every incarnation (phases, passes, retries, refusals), by node; the
   // body failures (thousands when a peer stalls) counted per minute, peer and cause instead.
@@ -291,9 +294,8 @@ it("loses no acknowledged write through kills, pauses, partitions and wipes; eve
       const k = `${e.time?.slice(0, 16)} ${e.peer} ${(e.cause ?? "").replace(/[0-9a-f]{64}/g, "<digest>").replace(/\d+/g, "N").slice(0, 160)}`;
       failed.set(k, (failed.get(k) ?? 0) + 1);
     }
-    const exit = child.proc.exitCode === null && child.proc.signalCode === null ? "running" : `exited ${child.proc.signalCode ?? child.proc.exitCode}`;
     const stderr = child.stderr().trim();
-    return [`# n${node} started at ${startedMs - started} ms (${exit})`, ...kept, ...[...failed].map(([k, n]) => `# body_failed ×${n}: ${k}`), ...(stderr ? [`# stderr:\n${stderr.slice(-8_000)}`] : [])].join("\n");
+    return [`# n${node} started at ${startedMs - started} ms (${processState(child)})`, ...kept, ...[...failed].map(([k, n]) => `# body_failed ×${n}: ${k}`), ...(stderr ? [`# stderr:\n${stderr.slice(-8_000)}`] : [])].join("\n");
   };
   ctx.attach("replication.log", `${incarnations.map(section).join("\n")}\n`);
   ctx.log(JSON.stringify(figures));

@@ -20,7 +20,7 @@ import type { HelloResponse } from "../gen/granary/replication/v1/replication_pb
 import type { ApplyOutcome, Manifest, Store } from "../store/types.js";
 import { errFields, type Logger } from "../telemetry/logger.js";
 import { PeerRpcError, type PeerClient } from "../transport/peer-client.js";
-import { causeChain } from "../util/cause-chain.js";
+import { causeChain, hasCause } from "../util/cause-chain.js";
 import { ATTR, SPAN } from "../telemetry/names.js";
 import { activeContext, endSpan, linkTo, startSpan, withContext } from "../telemetry/spans.js";
 import type { BandwidthLimiter } from "./bandwidth-limiter.js";
@@ -137,17 +137,7 @@ const cursorKey = (nodeId: string): string => `replication.cursor.${nodeId}`;
 
 /** True when `err` (or a cause of it) says the peer could not be reached or its connection dropped. */
 export function peerUnavailable(err: unknown): boolean {
-  for (let c: unknown = err, depth = 0; c instanceof Error && depth < 8; c = c.cause, depth++) {
-    if (c instanceof PeerRpcError && c.code === "UNAVAILABLE") return true;
-  }
-  return false;
-}
-/** Whether `reason` (an abort's) is `err` or one of its causes: the failure is that abort. */
-function causedBy(err: unknown, reason: unknown): boolean {
-  for (let c: unknown = err, depth = 0; depth < 8 && c !== undefined; c = c instanceof Error ? c.cause : undefined, depth++) {
-    if (c === reason) return true;
-  }
-  return false;
+  return hasCause(err, (c) => c instanceof PeerRpcError && c.code === "UNAVAILABLE");
 }
 const bootstrapKey = (nodeId: string): string => `replication.bootstrap.${nodeId}`;
 
@@ -342,8 +332,11 @@ export class PeerLink {
    */
   private fetchContext(signal: AbortSignal, onProgress: () => void, onPeerLost?: (err: unknown) => void): FetchContext {
     const lost = new AbortController();
-    const queueSignal = onPeerLost ? AbortSignal.any([signal, lost.signal]) : signal;
-    setMaxListeners(0, queueSignal);
+    let queueSignal = signal;
+    if (onPeerLost) {
+      queueSignal = AbortSignal.any([signal, lost.signal]);
+      setMaxListeners(0, queueSignal);
+    }
     const stats = this.stats;
     const log = this.deps.log;
     const address = this.address;
@@ -373,7 +366,7 @@ export class PeerLink {
         // after a stop: chaos scenario 5 at full size found a short body not logged when the
         // loss aborted the whole pass.
         if (err instanceof NotStartedError) return;
-        if (signal.aborted && causedBy(err, signal.reason)) return;
+        if (signal.aborted && hasCause(err, (c) => c === signal.reason)) return;
         if (lost.signal.aborted && peerUnavailable(err)) return;
         if (onPeerLost && peerUnavailable(err)) {
           lost.abort(err);

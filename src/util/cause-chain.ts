@@ -56,3 +56,11 @@ function describe(v: unknown): string {
     return String(v);
   }
 }
+
+/** Whether `err` or one of its `.cause`s (up to the same depth `causeChain` renders) satisfies `pred`. */
+export function hasCause(err: unknown, pred: (cause: unknown) => boolean): boolean {
+  for (let c: unknown = err, depth = 0; c !== undefined && c !== null && depth < MAX_DEPTH; c = c instanceof Error ? c.cause : undefined, depth++) {
+    if (pred(c)) return true;
+  }
+  return false;
+}

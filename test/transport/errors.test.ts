@@ -1,7 +1,7 @@
 /** causeChain: one log line with every cause, AggregateError members, no stutter, no loops. */
 import { describe, expect, it } from "vitest";
 import { TransportError } from "../../src/transport/errors.js";
-import { causeChain } from "../../src/util/cause-chain.js";
+import { causeChain, hasCause } from "../../src/util/cause-chain.js";
 
 describe("causeChain", () => {
   it("renders message and every cause as a: b: c", () => {
@@ -30,5 +30,19 @@ describe("causeChain", () => {
     expect(causeChain("plain")).toBe("plain");
     expect(causeChain({ message: "like an error" })).toBe("like an error");
     expect(causeChain(undefined)).toBe("undefined");
+  });
+});
+
+describe("hasCause", () => {
+  it("finds the error itself or any cause down the chain, and stops on a cycle", () => {
+    const root = new TypeError("root");
+    const top = new Error("top", { cause: new Error("mid", { cause: root }) });
+    expect(hasCause(top, (c) => c === root)).toBe(true);
+    expect(hasCause(top, (c) => c === top)).toBe(true);
+    expect(hasCause(top, (c) => c instanceof RangeError)).toBe(false);
+    const a = new Error("a");
+    a.cause = a;
+    expect(hasCause(a, (c) => c instanceof RangeError)).toBe(false);
+    expect(hasCause(undefined, () => true)).toBe(false);
   });
 });
