@@ -18,6 +18,8 @@ export interface FaultProxy {
   closeAfter(bytes: number): void;
   /** Resets every open connection now. */
   cutAll(): number;
+  /** Closes every open connection now with FIN on both sides, as closeAfter does. */
+  closeAll(): number;
   /** Refuses (resets) new connections while true. */
   blackhole(on: boolean): void;
   /** connections: forwarded; refused: reset at accept while blackholed (each a dial attempt). */
@@ -31,6 +33,7 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
   let closeAt: number | undefined;
   let refuse = false;
   const pairs = new Set<[Socket, Socket]>();
+  const finishers = new WeakMap<[Socket, Socket], () => void>();
   const stats = { connections: 0, refused: 0, cuts: 0, closes: 0, bytesDown: 0 };
   const reset = (pair: [Socket, Socket]): void => {
     if (!pairs.delete(pair)) return;
@@ -48,6 +51,16 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
     let finishing = false; // closed with FIN: let the client side end by itself
+    finishers.set(pair, () => {
+      if (!pairs.delete(pair)) return;
+      stats.closes++;
+      finishing = true;
+      client.unpipe(upstream);
+      client.on("data", () => {}); // read what the client still sends: unread bytes would turn close into RST
+      client.end();
+      client.setTimeout(10_000, () => client.destroy());
+      upstream.destroy();
+    });
     const drop = (): void => {
       pairs.delete(pair);
       if (!finishing) client.destroy();
@@ -65,15 +78,7 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
       }
       if (closeAt !== undefined && stats.bytesDown >= closeAt) {
         closeAt = undefined;
-        if (pairs.delete(pair)) {
-          stats.closes++;
-          finishing = true;
-          client.unpipe(upstream);
-          client.on("data", () => {}); // read what the client still sends: unread bytes would turn close into RST
-          client.end();
-          client.setTimeout(10_000, () => client.destroy());
-          upstream.destroy();
-        }
+        finishers.get(pair)?.();
         return;
       }
       if (!client.write(d)) {
@@ -91,6 +96,11 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
     cutAll: () => {
       const n = pairs.size;
       for (const p of [...pairs]) reset(p);
+      return n;
+    },
+    closeAll: () => {
+      const n = pairs.size;
+      for (const p of [...pairs]) finishers.get(p)?.();
       return n;
     },
     blackhole: (on) => (refuse = on),

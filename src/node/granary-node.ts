@@ -30,6 +30,7 @@ import type { RecentEvents } from "../telemetry/recent-events.js";
 import { observeInterceptor } from "../telemetry/rpc-observe.js";
 import { createGrpcJsPeerClient } from "../transport/peer-client-grpcjs.js";
 import type { PeerClientFactory } from "../transport/peer-client.js";
+import type { ServerLimits } from "../transport/limits.js";
 import { createPeerServer, createPublicServer, type ListeningServer } from "../transport/server.js";
 import { formatHostPort, type HostPort, type NodeConfig } from "./config.js";
 import { Readiness } from "./readiness.js";
@@ -49,6 +50,8 @@ export interface NodeHooks {
   readonly recentEvents?: RecentEvents;
   /** Export process_* / nodejs_* metrics too. Default true. */
   readonly processMetrics?: boolean;
+  /** Overrides of the peer listener's limits (transport/limits.ts DEFAULT_PEER_LIMITS). */
+  readonly peerLimits?: Partial<ServerLimits>;
 }
 
 /** The node name in a certificate's identity URI SAN, if any. */
@@ -217,6 +220,11 @@ export class GranaryNode {
         watchTls: true,
         ...(config.peerAllow.length > 0 ? { allow: new Set(config.peerAllow) } : {}),
         onRejected: (reason, remoteAddress) => log.warn({ event: "peer.rejected", reason, remoteAddress }, `refused a peer connection: ${reason}`),
+        // A dead connection (peer gone without a FIN we saw, or one Node did not report) found
+        // by the keepalive; its streams' handlers end with it.
+        onKeepaliveTimeout: (remoteAddress) =>
+          log.warn({ event: "peer.keepalive_timeout", remoteAddress }, `closed a peer connection from ${remoteAddress ?? "an unknown address"}: no answer to PING`),
+        ...(this.hooks.peerLimits !== undefined ? { limits: this.hooks.peerLimits } : {}),
         onTlsReload: (err) =>
           err
             ? log.error({ event: "tls.reload_failed", ...errFields(err) }, "certificate reload failed; keeping the old one")

@@ -97,7 +97,10 @@ export const DEFAULT_PEER_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxOutstandingPings: 2,
   maxSessionInvalidFrames: 32,
   maxSessionRejectedStreams: 64,
-  keepaliveIntervalMs: 30_000,
+  // 10 s, not 30 s: Node does not always close a session whose TCP connection went away while
+  // its streams waited for flow control (docs/RELIABILITY.md §5); until the keepalive finds it,
+  // its handlers hold open body readers.
+  keepaliveIntervalMs: 10_000,
   keepaliveTimeoutMs: 20_000,
   tlsHandshakeTimeoutMs: 10_000,
   unknownProtocolTimeoutMs: 5_000,

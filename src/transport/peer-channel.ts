@@ -46,7 +46,14 @@ export interface PeerTlsPem {
 
 export const DEFAULT_PEER_SERVER_NAME = "localhost";
 export const DEFAULT_PEER_FLOW_CONTROL_WINDOW_BYTES = 32 * MiB;
-export const DEFAULT_PEER_KEEPALIVE_TIME_MS = 30_000;
+/**
+ * A PING every 10 s (gRPC's floor for client keepalive): Node does not always report a TLS
+ * connection whose TCP connection was closed under it (FIN or RST while no write is pending;
+ * docs/RELIABILITY.md §5), so the keepalive is what finds it, and every stream opened on it
+ * in the meantime stalls to its idle deadline. The 20 s timeout stays: PING ACKs queue behind
+ * DATA on a lossy WAN (docs/PERFORMANCE.md, W9).
+ */
+export const DEFAULT_PEER_KEEPALIVE_TIME_MS = 10_000;
 export const DEFAULT_PEER_KEEPALIVE_TIMEOUT_MS = 20_000;
 export const DEFAULT_PEER_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_PEER_MAX_RECEIVE_MESSAGE_BYTES = 8 * MiB;
@@ -62,7 +69,7 @@ export interface PeerChannelOptions {
   expectNodeName?: string;
   /** Stream and connection receive window, bytes; default 32 MiB. */
   flowControlWindowBytes?: number;
-  /** PING after this long without traffic, ms; default 30 000. */
+  /** PING this often, ms; default 10 000. */
   keepaliveTimeMs?: number;
   /** Connection is dead when a PING is unanswered this long, ms; default 20 000. */
   keepaliveTimeoutMs?: number;

@@ -6,7 +6,7 @@
  * Windows (receiver settings, so they govern downloads from the peer): stream 16 MiB
  * (settings.initialWindowSize), connection 256 MiB (setLocalWindowSize, see
  * tuned-session-manager.ts), frames up to 1 MiB (settings.maxFrameSize; measured 184 -> 496
- * MB/s for 1 MiB messages). Keepalive: PING every 30 s, dead after 20 s without ACK. No
+ * MB/s for 1 MiB messages). Keepalive: PING every 10 s, dead after 20 s without ACK. No
  * compression. Trust as in peer-channel.ts: mesh CA only, serverName check, node rule.
  *
  * Connect timeout: http2.connect has none, so the transport dials the TLS socket itself
@@ -28,7 +28,8 @@ const MiB = 1024 * 1024;
 export const DEFAULT_PEER_STREAM_WINDOW_BYTES = 16 * MiB;
 export const DEFAULT_PEER_CONNECTION_WINDOW_BYTES = 256 * MiB;
 export const DEFAULT_PEER_MAX_FRAME_SIZE_BYTES = 1 * MiB;
-export const DEFAULT_PEER_PING_INTERVAL_MS = 30_000;
+/** 10 s like the grpc-js peer channel (peer-channel.ts DEFAULT_PEER_KEEPALIVE_TIME_MS says why). */
+export const DEFAULT_PEER_PING_INTERVAL_MS = 10_000;
 export const DEFAULT_PEER_PING_TIMEOUT_MS = 20_000;
 export const DEFAULT_PEER_READ_MAX_BYTES = 8 * MiB;
 
@@ -46,7 +47,7 @@ export interface PeerTransportOptions {
   connectionWindowBytes?: number;
   /** Largest frame we accept, bytes; default 1 MiB. */
   maxFrameSizeBytes?: number;
-  /** PING interval on a connection with open streams, ms; default 30 000. */
+  /** PING interval on a connection with open streams, ms; default 10 000. */
   pingIntervalMs?: number;
   /** Dead after this long without PING ACK, ms; default 20 000. */
   pingTimeoutMs?: number;

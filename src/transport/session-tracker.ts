@@ -61,10 +61,7 @@ export class SessionTracker {
   adopt(session: ServerHttp2Session): void {
     this.sessions.add(session);
     this.opened++;
-    session.once("close", () => {
-      this.sessions.delete(session);
-      if (this.sessions.size === 0) for (const w of this.emptyWaiters.splice(0)) w();
-    });
+    session.once("close", () => this.forget(session));
     try {
       session.setLocalWindowSize(this.options.connectionWindowBytes);
     } catch {
@@ -73,6 +70,11 @@ export class SessionTracker {
     this.keepalive(session);
     this.resetBudget(session);
     if (this.draining) session.close();
+  }
+
+  private forget(session: ServerHttp2Session): void {
+    if (!this.sessions.delete(session)) return;
+    if (this.sessions.size === 0) for (const w of this.emptyWaiters.splice(0)) w();
   }
 
   /**
@@ -129,6 +131,9 @@ export class SessionTracker {
         if (session.destroyed) return;
         this.options.onKeepaliveTimeout?.(session.socket?.remoteAddress);
         session.destroy();
+        // A session whose connection Node never reported closed may not emit 'close' after
+        // destroy() either (its socket's close does not complete): it is gone all the same.
+        this.forget(session);
       }, keepaliveTimeoutMs);
       deadline.unref();
       let sent = false;
