@@ -139,6 +139,22 @@ const cursorKey = (nodeId: string): string => `replication.cursor.${nodeId}`;
 export function peerUnavailable(err: unknown): boolean {
   return hasCause(err, (c) => c instanceof PeerRpcError && c.code === "UNAVAILABLE");
 }
+/**
+ * What a failed body is to the link: "quiet" when it is not a body failure of its own (a body
+ * a lost peer kept from starting; what a stop cancelled, the stop's reason in its cause chain;
+ * once the peer is lost, another stream of the dead connection: the one peer_lost event says
+ * it), "peer-lost" for the first unreachable-peer failure (logged, and it stops the rest), and
+ * "failed" otherwise. A body that failed for a reason of its own (ended short, a bad digest)
+ * is logged even after a stop or a loss: chaos scenario 5 at full size found a short body not
+ * logged when a loss stopped the pass.
+ */
+export function bodyFailureKind(err: unknown, stop: AbortSignal, peerAlreadyLost: boolean): "quiet" | "peer-lost" | "failed" {
+  if (err instanceof NotStartedError) return "quiet";
+  if (stop.aborted && hasCause(err, (c) => c === stop.reason)) return "quiet";
+  if (!peerUnavailable(err)) return "failed";
+  return peerAlreadyLost ? "quiet" : "peer-lost";
+}
+
 const bootstrapKey = (nodeId: string): string => `replication.bootstrap.${nodeId}`;
 
 class NoProgressError extends Error {
@@ -359,16 +375,9 @@ export class PeerLink {
         onProgress();
       },
       onFailed: (m, err) => {
-        // Not body failures of their own: a body a lost peer kept from starting; what a pass or
-        // link being stopped cancelled (the stop's reason in the cause chain); and, once the
-        // peer is lost, each stream of the dead connection (the one peer_lost event says it).
-        // A body that failed for a reason of its own (ended short, a bad digest) is one, even
-        // after a stop: chaos scenario 5 at full size found a short body not logged when the
-        // loss aborted the whole pass.
-        if (err instanceof NotStartedError) return;
-        if (signal.aborted && hasCause(err, (c) => c === signal.reason)) return;
-        if (lost.signal.aborted && peerUnavailable(err)) return;
-        if (onPeerLost && peerUnavailable(err)) {
+        const what = bodyFailureKind(err, signal, lost.signal.aborted);
+        if (what === "quiet") return;
+        if (what === "peer-lost" && onPeerLost) {
           lost.abort(err);
           onPeerLost(err);
         }
