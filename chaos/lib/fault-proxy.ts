@@ -20,6 +20,11 @@ export interface FaultProxy {
   cutAll(): number;
   /** Closes every open connection now with FIN on both sides, as closeAfter does. */
   closeAll(): number;
+  /**
+   * Freezes every open connection now: nothing more is forwarded or read either way, and
+   * nothing is closed (a connection that died without telling either end). New ones pass.
+   */
+  freezeAll(): number;
   /** Refuses (resets) new connections while true. */
   blackhole(on: boolean): void;
   /** connections: forwarded; refused: reset at accept while blackholed (each a dial attempt). */
@@ -34,6 +39,7 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
   let refuse = false;
   const pairs = new Set<[Socket, Socket]>();
   const finishers = new WeakMap<[Socket, Socket], () => void>();
+  const freezers = new WeakMap<[Socket, Socket], () => void>();
   const stats = { connections: 0, refused: 0, cuts: 0, closes: 0, bytesDown: 0 };
   const reset = (pair: [Socket, Socket]): void => {
     if (!pairs.delete(pair)) return;
@@ -60,6 +66,12 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
       client.end();
       client.setTimeout(10_000, () => client.destroy());
       upstream.destroy();
+    });
+    freezers.set(pair, () => {
+      client.unpipe(upstream);
+      client.pause();
+      upstream.pause();
+      upstream.removeAllListeners("data");
     });
     const drop = (): void => {
       pairs.delete(pair);
@@ -102,6 +114,10 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
       const n = pairs.size;
       for (const p of [...pairs]) finishers.get(p)?.();
       return n;
+    },
+    freezeAll: () => {
+      for (const p of pairs) freezers.get(p)?.();
+      return pairs.size;
     },
     blackhole: (on) => (refuse = on),
     stats,

@@ -14,6 +14,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ReplicationService, type ReadBodiesRequestSchema } from "../gen/granary/replication/v1/replication_pb.js";
 import { idleTimeout, IdleTimeoutError } from "./deadlines.js";
+import type { GrpcJsClient } from "./grpc-js-adapter.js";
 import { createPeerGrpcClient, DEFAULT_PEER_CONNECT_TIMEOUT_MS, diagnoseDial, waitForChannelReady, type PeerChannelOptions, type PeerTlsPem } from "./peer-channel.js";
 import { RequestWindow } from "./request-window.js";
 import { PeerRpcError, type PeerClient, type PeerRpcCode, type PeerStreamCounters } from "./peer-client.js";
@@ -39,6 +40,8 @@ export interface GrpcJsPeerClientOptions {
    */
   readonly requestWindowBytes?: number;
 }
+
+type GrpcClient = GrpcJsClient<typeof ReplicationService>;
 
 const CODES: Record<number, PeerRpcCode> = {
   [grpc.status.UNAVAILABLE]: "UNAVAILABLE",
@@ -76,17 +79,36 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
   const connections = options.connections ?? 1;
   if (!Number.isInteger(connections) || connections < 1 || connections > 64) throw new RangeError(`connections: want an integer in [1, 64], got ${String(connections)}`);
   // use_local_subchannel_pool (peerChannelOptions) gives every client its own TCP connection.
-  const clients = Array.from({ length: connections }, () => createPeerGrpcClient(ReplicationService, target, options.tls, channel));
-  const client = clients[0]!;
+  const dial = (): GrpcClient => createPeerGrpcClient(ReplicationService, target, options.tls, channel);
+  const clients = Array.from({ length: connections }, dial);
   const openOn = clients.map(() => 0);
+  /** When a message last arrived on each connection (any stream), ms. */
+  const heardAt = clients.map(() => Date.now());
+  let replacedConnections = 0;
+  /**
+   * A stream's idle deadline fired and nothing arrived on its whole connection for as long:
+   * the connection is presumed dead. Node does not always report a TCP connection closed under
+   * a busy TLS session (docs/RELIABILITY.md §5), and grpc-js's keepalive takes up to 30 s to
+   * find it; meanwhile every new stream would go to it and stall to its own deadline. Later
+   * streams get a new connection now; the old one is closed for new calls (calls on it end by
+   * their own deadlines). A peer that is merely stalled costs one reconnect.
+   */
+  const replaceIfSilent = (k: number, used: GrpcClient): boolean => {
+    if (clients[k] !== used || Date.now() - heardAt[k]! < options.idleTimeoutMs) return false;
+    clients[k] = dial();
+    heardAt[k] = Date.now();
+    replacedConnections++;
+    used.close();
+    return true;
+  };
   /** The body connection with the fewest streams open; counted until its stream ends. */
-  const bodyClient = (): { c: (typeof clients)[number]; done: () => void } => {
+  const bodyClient = (): { k: number; done: () => void } => {
     let k = 0;
     for (let i = 1; i < clients.length; i++) if (openOn[i]! < openOn[k]!) k = i;
     openOn[k]!++;
     let ended = false;
     return {
-      c: clients[k]!,
+      k,
       done: () => {
         if (!ended) openOn[k]!--;
         ended = true;
@@ -127,7 +149,14 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
     endSpan(span, aborted ? undefined : err);
   }
 
-  function stream<T>(method: string, start: (metadata: grpc.Metadata) => grpc.ClientReadableStream<T>, signal: AbortSignal, requestBytes = 0): AsyncIterable<T> {
+  /** `start` opens the call on connection `k` (chosen by `pick`, default the first). */
+  function stream<T>(
+    method: string,
+    start: (c: GrpcClient, metadata: grpc.Metadata) => grpc.ClientReadableStream<T>,
+    signal: AbortSignal,
+    requestBytes = 0,
+    pick: () => number = () => 0,
+  ): AsyncIterable<T> {
     // The caller's context, taken when the call is made (not when the stream is first pulled).
     const parent = activeContext();
     return {
@@ -139,9 +168,13 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         let span: Span;
         let metadata: grpc.Metadata;
         let call: grpc.ClientReadableStream<T>;
+        let k: number;
+        let used: GrpcClient;
         try {
           ({ span, metadata } = traced(method, parent));
-          call = start(metadata);
+          k = pick();
+          used = clients[k]!;
+          call = start(used, metadata);
         } catch (e) {
           releaseRequest();
           throw e;
@@ -156,12 +189,16 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         try {
           for await (const m of idleTimeout(call as AsyncIterable<T>, options.idleTimeoutMs, () => call.cancel(), { signal })) {
             messages++;
+            heardAt[k] = Date.now();
             if (messages === 1) releaseRequest();
             yield m;
           }
         } catch (e) {
           failure = e;
           if (signal.aborted) throw signal.reason;
+          if (e instanceof IdleTimeoutError && replaceIfSilent(k, used)) {
+            throw new PeerRpcError("IDLE_TIMEOUT", `${method} from ${address}: ${e.message}; nothing arrived on its connection either: later streams use a new one`, undefined, { cause: e });
+          }
           throw toPeerError(address, method, e);
         } finally {
           signal.removeEventListener("abort", onAbort);
@@ -181,7 +218,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
       // The connect timeout: TCP + TLS + HTTP/2 up within 5 s, or UNAVAILABLE. Streams opened
       // later on this channel fail fast if the connection is down (no waitForReady).
       try {
-        await waitForChannelReady(client, options.channel?.connectTimeoutMs ?? DEFAULT_PEER_CONNECT_TIMEOUT_MS, signal);
+        await waitForChannelReady(clients[0]!, options.channel?.connectTimeoutMs ?? DEFAULT_PEER_CONNECT_TIMEOUT_MS, signal);
       } catch (e) {
         if (signal.aborted) throw signal.reason;
         const why = await whyUnreachable(signal);
@@ -192,7 +229,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         signal.throwIfAborted();
         const deadline = Date.now() + (options.helloTimeoutMs ?? 10_000);
         const { span, metadata } = traced("Hello", activeContext());
-        const call = client.hello(req, metadata, { deadline }, (err, res) => {
+        const call = clients[0]!.hello(req, metadata, { deadline }, (err, res) => {
           signal.removeEventListener("abort", onAbort);
           endCall(span, err ?? undefined, signal.aborted);
           if (err || !res) reject(toPeerError(address, "Hello", err ?? new Error("empty answer")));
@@ -202,23 +239,18 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         signal.addEventListener("abort", onAbort, { once: true });
       });
     },
-    follow: (req, signal) => stream("Follow", (md) => client.follow(req, md), signal),
-    listManifests: (req, signal) => stream("ListManifests", (md) => client.listManifests(req, md), signal),
+    follow: (req, signal) => stream("Follow", (c, md) => c.follow(req, md), signal),
+    listManifests: (req, signal) => stream("ListManifests", (c, md) => c.listManifests(req, md), signal),
     readBodies: (req, signal) => {
       const bytes = readBodiesRequestBytes(req);
-      if (clients.length === 1) return stream("ReadBodies", (md) => client.readBodies(req, md), signal, bytes);
+      if (clients.length === 1) return stream("ReadBodies", (c, md) => c.readBodies(req, md), signal, bytes);
       // The connection is chosen when the stream starts (lazily), and freed when it ends.
       let release = (): void => {};
-      const s = stream(
-        "ReadBodies",
-        (md) => {
-          const pick = bodyClient();
-          release = pick.done;
-          return pick.c.readBodies(req, md);
-        },
-        signal,
-        bytes,
-      );
+      const s = stream("ReadBodies", (c, md) => c.readBodies(req, md), signal, bytes, () => {
+        const chosen = bodyClient();
+        release = chosen.done;
+        return chosen.k;
+      });
       return {
         async *[Symbol.asyncIterator]() {
           try {
@@ -230,7 +262,7 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
       };
     },
     counters(): PeerStreamCounters {
-      return { inFlight, opened, peakInFlight };
+      return { inFlight, opened, peakInFlight, replacedConnections };
     },
     close() {
       if (closed) return;

@@ -51,6 +51,8 @@ export interface PeerStreamCounters {
   readonly opened: number;
   /** Most streams open at once since the client was created. */
   readonly peakInFlight: number;
+  /** Connections given up because a stream's idle deadline fired while nothing arrived on them at all. */
+  readonly replacedConnections: number;
 }
 
 export interface PeerClient {

@@ -10,7 +10,9 @@
  * a session (`peer.keepalive_timeout`).
  *
  * The same happens on the fetching side: a client connection Node does not report as closed
- * takes every new stream until grpc-js's keepalive (now a PING every 10 s, was 30 s) ends it.
+ * took every new stream, each stalling to its idle deadline, until grpc-js's keepalive ended it
+ * (now a PING every 10 s, was 30 s; 20 s to answer). The second case: once a stream's idle
+ * deadline fires while nothing arrived on its whole connection, later streams get a new one.
  */
 import { readFileSync } from "node:fs";
 import type { ServerHttp2Session } from "node:http2";
@@ -103,4 +105,44 @@ it("every session whose connection was closed under busy streams is closed on th
   const reaped = log.lines.filter((l) => l["event"] === "peer.keepalive_timeout").length;
   console.log(`sessions closed by the keepalive: ${reaped} of ${sessions.length}`);
   expect(sessions.length).toBe(proxy.stats.connections);
+});
+
+it("once a stream's idle deadline fires on a connection that went silent, the next stream gets a new connection", async () => {
+  const proxy = await startFaultProxy();
+  const a = await startMeshNode({ name: "s", pki, root: root.path });
+  nodes.push(a);
+  proxy.setTarget(a.peerListener!.address().port);
+  const conn = publicClient(a);
+  const key = await putCas(conn, "default", bytes(33_000, 300_000));
+  conn.close();
+  const tls = { ca: readFileSync(pki.ca), cert: readFileSync((await pki.cert("b")).cert), key: readFileSync((await pki.cert("b")).key) };
+  // The idle deadline (1 s) is far shorter than grpc-js's keepalive (10 s + 20 s): only the
+  // rule under test can move the next stream off the dead connection in time.
+  const client = createGrpcJsPeerClient(`https://127.0.0.1:${proxy.port}`, { tls, idleTimeoutMs: 1_000 });
+  const read = async (): Promise<number> => {
+    let n = 0;
+    for await (const f of client.readBodies({ bodies: [{ ref: { namespace: "default", kind: Kind.CAS, key }, digest: key, offset: 0n }] }, AbortSignal.timeout(60_000))) {
+      if (f.frame.case === "chunk") n += f.frame.value.length;
+    }
+    return n;
+  };
+  try {
+    expect(await read()).toBe(300_000);
+    // The connection dies without either end being told: nothing more crosses it.
+    expect(proxy.freezeAll()).toBe(1);
+    const stalled = await read().then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: string },
+    );
+    expect(stalled?.code).toBe("IDLE_TIMEOUT");
+    expect(stalled?.message).toContain("later streams use a new one");
+    expect(client.counters().replacedConnections).toBe(1);
+    // The next stream dials again (the proxy forwards new connections) and gets its body.
+    expect(await read()).toBe(300_000);
+    expect(proxy.stats.connections).toBe(2);
+    expect(client.counters().replacedConnections).toBe(1);
+  } finally {
+    client.close();
+    await proxy.close();
+  }
 });
