@@ -93,20 +93,14 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
    * streams get a new connection now; the old one is closed for new calls (calls on it end by
    * their own deadlines). A peer that is merely stalled costs one reconnect.
    */
-  const replaceIfSilent = (k: number, used: GrpcClient, self: () => void): boolean => {
+  const replaceIfSilent = (k: number, used: GrpcClient): boolean => {
     if (clients[k] !== used || Date.now() - heardAt[k]! < options.idleTimeoutMs) return false;
     clients[k] = dial();
     heardAt[k] = Date.now();
     replacedConnections++;
     used.close();
-    // The other streams on it would stall to their own deadlines (each up to another idle
-    // period, holding the pass that waits for them): they end now, as a lost connection.
-    for (const giveUp of [...(callsOn.get(used) ?? [])]) if (giveUp !== self) giveUp();
-    callsOn.delete(used);
     return true;
   };
-  /** Per connection, a way to end each call open on it (replaceIfSilent). */
-  const callsOn = new Map<GrpcClient, Set<() => void>>();
   /** The body connection with the fewest streams open; counted until its stream ends. */
   const bodyClient = (): { k: number; done: () => void } => {
     let k = 0;
@@ -192,13 +186,6 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         peakInFlight = Math.max(peakInFlight, inFlight);
         const onAbort = (): void => call.cancel();
         signal.addEventListener("abort", onAbort, { once: true });
-        let givenUp = false;
-        const giveUp = (): void => {
-          givenUp = true;
-          call.cancel();
-        };
-        const open = callsOn.get(used) ?? new Set<() => void>();
-        callsOn.set(used, open.add(giveUp));
         try {
           for await (const m of idleTimeout(call as AsyncIterable<T>, options.idleTimeoutMs, () => call.cancel(), { signal })) {
             messages++;
@@ -209,15 +196,12 @@ export function createGrpcJsPeerClient(address: string, options: GrpcJsPeerClien
         } catch (e) {
           failure = e;
           if (signal.aborted) throw signal.reason;
-          if (givenUp) throw new PeerRpcError("UNAVAILABLE", `${method} from ${address}: its connection went silent and was given up`, undefined, { cause: e });
-          if (e instanceof IdleTimeoutError && replaceIfSilent(k, used, giveUp)) {
+          if (e instanceof IdleTimeoutError && replaceIfSilent(k, used)) {
             throw new PeerRpcError("IDLE_TIMEOUT", `${method} from ${address}: ${e.message}; nothing arrived on its connection either: later streams use a new one`, undefined, { cause: e });
           }
           throw toPeerError(address, method, e);
         } finally {
           signal.removeEventListener("abort", onAbort);
-          open.delete(giveUp);
-          if (open.size === 0 && callsOn.get(used) === open) callsOn.delete(used);
           releaseRequest();
           inFlight--;
           call.cancel();
