@@ -38,8 +38,8 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
   let closeAt: number | undefined;
   let refuse = false;
   const pairs = new Set<[Socket, Socket]>();
-  const finishers = new WeakMap<[Socket, Socket], () => void>();
-  const freezers = new WeakMap<[Socket, Socket], () => void>();
+  /** What closeAll / freezeAll (and closeAfter) do to each open connection. */
+  const controls = new WeakMap<[Socket, Socket], { finish: () => void; freeze: () => void }>();
   const stats = { connections: 0, refused: 0, cuts: 0, closes: 0, bytesDown: 0 };
   const reset = (pair: [Socket, Socket]): void => {
     if (!pairs.delete(pair)) return;
@@ -57,7 +57,7 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
     let finishing = false; // closed with FIN: let the client side end by itself
-    finishers.set(pair, () => {
+    const finish = (): void => {
       if (!pairs.delete(pair)) return;
       stats.closes++;
       finishing = true;
@@ -66,13 +66,14 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
       client.end();
       client.setTimeout(10_000, () => client.destroy());
       upstream.destroy();
-    });
-    freezers.set(pair, () => {
+    };
+    const freeze = (): void => {
       client.unpipe(upstream);
       client.pause();
       upstream.pause();
       upstream.removeAllListeners("data");
-    });
+    };
+    controls.set(pair, { finish, freeze });
     const drop = (): void => {
       pairs.delete(pair);
       if (!finishing) client.destroy();
@@ -90,7 +91,7 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
       }
       if (closeAt !== undefined && stats.bytesDown >= closeAt) {
         closeAt = undefined;
-        finishers.get(pair)?.();
+        finish();
         return;
       }
       if (!client.write(d)) {
@@ -112,11 +113,11 @@ export async function startFaultProxy(targetPort = 0): Promise<FaultProxy> {
     },
     closeAll: () => {
       const n = pairs.size;
-      for (const p of [...pairs]) finishers.get(p)?.();
+      for (const p of [...pairs]) controls.get(p)?.finish();
       return n;
     },
     freezeAll: () => {
-      for (const p of pairs) freezers.get(p)?.();
+      for (const p of pairs) controls.get(p)?.freeze();
       return pairs.size;
     },
     blackhole: (on) => (refuse = on),

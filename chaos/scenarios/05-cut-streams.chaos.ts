@@ -15,7 +15,6 @@
  * byte it stopped; B logs the body it lost or resumed with the byte it was cut at); bytes
  * fetched again <= 2 x bytes cut.
  */
-import { readFileSync } from "node:fs";
 import { constants as h2 } from "node:http2";
 import { join } from "node:path";
 import type { ContextValues } from "@connectrpc/connect";
@@ -26,7 +25,7 @@ import { kHttp2Stream } from "../../src/transport/connect-handler.js";
 import { createGrpcJsPeerClient } from "../../src/transport/peer-client-grpcjs.js";
 import type { PeerClient } from "../../src/transport/peer-client.js";
 import { Failpoints } from "../../src/util/failpoints.js";
-import { makePki, publicClient, startMeshNode, waitForArtifacts, waitReady } from "../../test/helpers/mesh.js";
+import { makePki, peerTlsPem, publicClient, startMeshNode, waitForArtifacts, waitReady } from "../../test/helpers/mesh.js";
 import { auditOpenStore, bodyBytes, buildSize, getCas, putCasBody } from "../lib/artifacts.js";
 import { captureLog } from "../lib/capture-log.js";
 import { chaosContext, Violations } from "../lib/context.js";
@@ -119,7 +118,7 @@ it(`bootstrap completes through ${CUTS} mid-body cuts with 0 partial applies`, a
   });
 
   // The lying peer, on B's side of the wire: a body stream that ends OK early.
-  const tls = { ca: readFileSync(pki.ca), cert: readFileSync((await pki.cert("b")).cert), key: readFileSync((await pki.cert("b")).key) };
+  const tls = await peerTlsPem(pki, "b");
   const factory = (address: string, serverName?: string): PeerClient => {
     const inner = createGrpcJsPeerClient(address, { tls, idleTimeoutMs: 10_000 }, serverName);
     return {

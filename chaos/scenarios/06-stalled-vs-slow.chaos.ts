@@ -14,7 +14,6 @@
  * never before idle − 10 %; B's status says `stalled` during the stop; after SIGCONT the link
  * recovers by itself and B holds every body byte for byte.
  */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { NodeService, PeerPhase } from "../../src/gen/granary/node/v1/node_pb.js";
@@ -22,7 +21,7 @@ import { createGrpcJsPeerClient } from "../../src/transport/peer-client-grpcjs.j
 import { PeerRpcError, type PeerClient } from "../../src/transport/peer-client.js";
 import { connectPublic } from "../../src/transport/public-client.js";
 import { Failpoints } from "../../src/util/failpoints.js";
-import { makePki, publicClient, startMeshNode, waitForArtifacts, waitReady } from "../../test/helpers/mesh.js";
+import { makePki, peerTlsPem, publicClient, startMeshNode, waitForArtifacts, waitReady } from "../../test/helpers/mesh.js";
 import { bodyBytes, getCas, putCasBody } from "../lib/artifacts.js";
 import { captureLog } from "../lib/capture-log.js";
 import { chaosContext, Violations } from "../lib/context.js";
@@ -126,7 +125,7 @@ it("the idle deadline cuts only the stalled stream, status says stalled; a slow 
   for (const b of bodies) digests.push(await putCasBody(conn, NS, bodyBytes(b)));
   const stalledKey = rng.pick(digests);
   const stallAtChunk = rng.int(1, Math.floor(BODY_BYTES / (1 << 20)) - 1);
-  const tlsB = { ca: readFileSync(pki.ca), cert: readFileSync((await pki.cert("b")).cert), key: readFileSync((await pki.cert("b")).key) };
+  const tlsB = await peerTlsPem(pki, "b");
   const retry = { initialMs: 200, maxMs: 2000, multiplier: 2, jitter: 0.2 };
 
   // Baseline: the same 16 bodies to a fresh node with nothing stalled, same settings.
@@ -301,7 +300,7 @@ it("a peer SIGSTOPped mid-bootstrap: idle deadlines fire in their window, status
 
   let stopAt = 0;
   let contAt = 0;
-  const tlsB = { ca: readFileSync(pki.ca), cert: readFileSync((await pki.cert("b")).cert), key: readFileSync((await pki.cert("b")).key) };
+  const tlsB = await peerTlsPem(pki, "b");
   const { streams, factory } = watchedPeerClients(tlsB, IDLE_MS, () => stopAt);
   const logB = captureLog();
   const b = await startMeshNode({ name: "b", pki, root: dir.path, peers: [a.peerAddress!], config: { idleTimeoutMs: IDLE_MS }, hooks: { peerClientFactory: factory, replication: { retry: { initialMs: 200, maxMs: 2000, multiplier: 2, jitter: 0.2 } }, processMetrics: false }, log: logB.log });

@@ -2,6 +2,7 @@
  * In-process mesh nodes for integration tests: a real dev PKI (openssl), real mTLS listeners
  * on port 0, real data dirs in temp folders. Child-process nodes are in child-node.ts.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { ArtifactService, Kind, PutRequestSchema, type PutRequest } from "../../src/gen/granary/artifact/v1/artifact_pb.js";
@@ -9,6 +10,7 @@ import { initCa, issueCert } from "../../src/certs/dev-pki.js";
 import { formatHostPort, resolveNodeConfig, type RawNodeConfig } from "../../src/node/config.js";
 import { GranaryNode, type NodeHooks } from "../../src/node/granary-node.js";
 import { silentLogger, type Logger } from "../../src/telemetry/logger.js";
+import type { PeerTlsPem } from "../../src/transport/peer-channel.js";
 import { connectPublic, type PublicConnection } from "../../src/transport/public-client.js";
 import { sha256Hex } from "./data.js";
 
@@ -34,6 +36,12 @@ export async function makePki(dir: string): Promise<Pki> {
       return c;
     },
   };
+}
+
+/** PEM material to dial peers as node `name` (a raw peer client in a test or a chaos scenario). */
+export async function peerTlsPem(pki: Pki, name: string): Promise<PeerTlsPem & { ca: Buffer; cert: Buffer; key: Buffer }> {
+  const c = await pki.cert(name);
+  return { ca: readFileSync(pki.ca), cert: readFileSync(c.cert), key: readFileSync(c.key) };
 }
 
 export interface MeshNodeOptions {

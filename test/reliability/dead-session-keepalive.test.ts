@@ -5,8 +5,8 @@
  * the session or its sockets, while the TCP connection is gone. The session and the handlers
  * of its streams stay until a PING goes unanswered. Here 16 streams read bodies through the
  * proxy while it closes the connection six times; without the peer listener's keepalive most
- * of A's six sessions would stay open (5 of 8 did in a probe without it), with it every one
- * closes. The keepalive now pings after 10 s without frames (was 30 s) and says when it closes
+ * of A's sessions would stay open (in a probe, 5 of 8 stayed until the 30-s keepalive), with
+ * it every one closes. The keepalive now pings after 10 s without frames (was 30 s) and says when it closes
  * a session (`peer.keepalive_timeout`).
  *
  * The same happens on the fetching side: a client connection Node does not report as closed
@@ -14,30 +14,17 @@
  * (now a PING every 10 s, was 30 s; 20 s to answer). The second case: once a stream's idle
  * deadline fires while nothing arrived on its whole connection, later streams get a new one.
  */
-import { readFileSync } from "node:fs";
 import type { ServerHttp2Session } from "node:http2";
-import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { startFaultProxy } from "../../chaos/lib/fault-proxy.js";
 import { Kind } from "../../src/gen/granary/artifact/v1/artifact_pb.js";
-import type { GranaryNode } from "../../src/node/granary-node.js";
 import { createGrpcJsPeerClient } from "../../src/transport/peer-client-grpcjs.js";
 import { bytes } from "../helpers/data.js";
 import { eventLog } from "../helpers/log-events.js";
-import { makePki, publicClient, putCas, startMeshNode, type Pki } from "../helpers/mesh.js";
-import { tempDir } from "../helpers/temp.js";
+import { useMeshFixture } from "../helpers/mesh-fixture.js";
+import { peerTlsPem, publicClient, putCas } from "../helpers/mesh.js";
 
-let root: { path: string; cleanup: () => Promise<void> };
-let pki: Pki;
-const nodes: GranaryNode[] = [];
-beforeAll(async () => {
-  root = await tempDir("granary-dead-session-");
-  pki = await makePki(join(root.path, "pki"));
-});
-afterAll(async () => {
-  for (const n of nodes.reverse()) await n.close();
-  await root.cleanup();
-});
+const fx = useMeshFixture("granary-dead-session-");
 
 /** Resolves once `cond` holds, checking on every tick of A's own timers' scale (25 ms). */
 async function until(cond: () => boolean, signal: AbortSignal): Promise<void> {
@@ -50,8 +37,7 @@ async function until(cond: () => boolean, signal: AbortSignal): Promise<void> {
 it("every session whose connection was closed under busy streams is closed on the serving node", async () => {
   const proxy = await startFaultProxy();
   const log = eventLog();
-  const a = await startMeshNode({ name: "a", pki, root: root.path, hooks: { peerLimits: { keepaliveIntervalMs: 300, keepaliveTimeoutMs: 1_000 } }, log: log.log });
-  nodes.push(a);
+  const a = await fx.node("a", [], { hooks: { peerLimits: { keepaliveIntervalMs: 300, keepaliveTimeoutMs: 1_000 } }, log: log.log });
   const listener = a.peerListener!;
   proxy.setTarget(listener.address().port);
   const sessions: ServerHttp2Session[] = [];
@@ -61,7 +47,7 @@ it("every session whose connection was closed under busy streams is closed on th
   for (let i = 0; i < 32; i++) keys.push(await putCas(conn, "default", bytes(32_000 + i, 64 * 1024 + i * 40_000)));
   conn.close();
 
-  const tls = { ca: readFileSync(pki.ca), cert: readFileSync((await pki.cert("b")).cert), key: readFileSync((await pki.cert("b")).key) };
+  const tls = await peerTlsPem(fx.pki, "b");
   const client = createGrpcJsPeerClient(`https://127.0.0.1:${proxy.port}`, { tls, idleTimeoutMs: 10_000 });
   const stop = new AbortController();
   let received = 0;
@@ -90,7 +76,6 @@ it("every session whose connection was closed under busy streams is closed on th
     stop.abort();
     await Promise.all(readers);
     client.close();
-    // Every session ends: those Node reported at once, the others by the keepalive.
     // Every session ends: those Node reported at once, the others by the keepalive. (A
     // session the keepalive destroys may never emit 'close': its socket's close does not
     // complete either. Destroyed is what ends its streams, and the listener forgets it.)
@@ -109,13 +94,12 @@ it("every session whose connection was closed under busy streams is closed on th
 
 it("once a stream's idle deadline fires on a connection that went silent, the next stream gets a new connection", async () => {
   const proxy = await startFaultProxy();
-  const a = await startMeshNode({ name: "s", pki, root: root.path });
-  nodes.push(a);
+  const a = await fx.node("s");
   proxy.setTarget(a.peerListener!.address().port);
   const conn = publicClient(a);
   const key = await putCas(conn, "default", bytes(33_000, 300_000));
   conn.close();
-  const tls = { ca: readFileSync(pki.ca), cert: readFileSync((await pki.cert("b")).cert), key: readFileSync((await pki.cert("b")).key) };
+  const tls = await peerTlsPem(fx.pki, "b");
   // The idle deadline (1 s) is far shorter than grpc-js's keepalive (10 s + 20 s): only the
   // rule under test can move the next stream off the dead connection in time.
   const client = createGrpcJsPeerClient(`https://127.0.0.1:${proxy.port}`, { tls, idleTimeoutMs: 1_000 });
